@@ -1,0 +1,536 @@
+# -*- test-case-name: tests.test_plugins -*-
+"""
+Every pluggable role in linkerpy, in one place.
+
+A plugin is a small, import-light I{descriptor} object living in a
+C{twisted/plugins/*.py} dropin.  It provides C{twisted.plugin.IPlugin} and one
+of the C{I*Plugin} interfaces below, and carries:
+
+  - C{kind}: the string that selects it from YAML (C{kind: io.l5d.fs});
+  - C{configType}: a frozen C{attrs} class that the YAML object (minus its
+    C{kind} key) is structured into, once, at start-up;
+  - a factory method that turns a typed config into the runtime object, which
+    provides the matching runtime interface (C{INamer}, C{IIdentifier}, ...).
+
+Descriptors must not import the data plane or install a reactor at module
+level: heavy imports happen inside the factory method.
+
+Runtime objects receive a L{IBuildContext} rather than reaching for global
+state, so tests can hand them a C{MemoryReactorClock}, a private metrics tree
+and a private plugin registry.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+__all__ = [
+    "IPluginKind",
+    "IBuildContext",
+    "INamerPlugin",
+    "INamer",
+    "IInterpreterPlugin",
+    "IInterpreter",
+    "ITransformerPlugin",
+    "ITransformer",
+    "IIdentifierPlugin",
+    "IIdentifier",
+    "IResponseClassifierPlugin",
+    "IResponseClassifier",
+    "ILoadBalancerPlugin",
+    "ILoadBalancer",
+    "IFailureAccrualPlugin",
+    "IFailureAccrualPolicy",
+    "ITelemeterPlugin",
+    "ITelemeter",
+    "IPolicySourcePlugin",
+    "IPolicySource",
+    "IPolicyModulePlugin",
+    "IPolicyModule",
+    "IProtocolPlugin",
+    "IRouter",
+    "IStoragePlugin",
+    "IDtabStore",
+    "INamerdInterfacePlugin",
+]
+
+
+# ---------------------------------------------------------------------------
+# Common shape
+
+
+class IPluginKind(Interface):
+    """
+    What every plugin descriptor has: a kind and a typed configuration class.
+    """
+
+    kind = Attribute(
+        "C{str}: the value of the C{kind:} key (or C{protocol:} for protocols) "
+        "that selects this plugin, e.g. C{'io.l5d.fs'}.  Unique per role."
+    )
+    configType = Attribute(
+        "A frozen C{attrs} class.  The plugin's YAML mapping, without its "
+        "C{kind} key, is structured into an instance of it by "
+        "L{linkerpy.config.structure}; unknown keys are errors."
+    )
+
+
+class IBuildContext(Interface):
+    """
+    What factories receive to build runtime objects.
+    """
+
+    reactor = Attribute(
+        "The reactor (C{IReactorTime}, C{IReactorTCP}, C{IReactorPluggableNameResolver}...)."
+    )
+    metrics = Attribute(
+        "The L{linkerpy.telemetry.metrics.MetricsTree} scope for this object."
+    )
+    registry = Attribute("The L{linkerpy.plugins.registry.PluginRegistry} in use.")
+    configPath = Attribute(
+        "C{str}: the key path of the config being built, e.g. "
+        "C{'routers[0].identifier[1]'}, for error messages."
+    )
+
+
+# ---------------------------------------------------------------------------
+# Naming
+
+
+class INamerPlugin(IPluginKind):
+    """
+    A configured namer, listed under top-level C{namers:}.
+    """
+
+    def newNamer(config, context):
+        """
+        Build the namer.
+
+        @param config: an instance of C{configType}.
+        @param context: an L{IBuildContext}.
+        @return: an L{INamer}.
+        """
+
+
+class INamer(Interface):
+    """
+    Binds the part of a path below the namer's prefix to concrete addresses.
+    """
+
+    def lookup(path):
+        """
+        @param path: a L{linkerpy.naming.Path} with the namer prefix removed.
+        @return: a L{linkerpy.naming.Activity} of a
+            L{linkerpy.naming.NameTree} whose leaves are
+            L{linkerpy.naming.Bound} (concrete) or L{linkerpy.naming.Path}
+            (to be delegated again).  C{Neg} means "not mine": delegation
+            falls through to the next namer.
+        """
+
+
+class IInterpreterPlugin(IPluginKind):
+    """
+    A router's C{interpreter:} (C{default}, C{io.l5d.fs}, C{io.l5d.namerd.http}...).
+    """
+
+    def newInterpreter(config, context, namers):
+        """
+        @param namers: the configured namers, a sequence of
+            C{(prefix Path, INamer)} in declaration order.
+        @return: an L{IInterpreter}.
+        """
+
+
+class IInterpreter(Interface):
+    """
+    Turns a logical name into a bound name tree.
+    """
+
+    def bind(dtab, path):
+        """
+        @param dtab: the request-local L{linkerpy.naming.Dtab}, appended to the
+            interpreter's base dtab.
+        @param path: the logical L{linkerpy.naming.Path}.
+        @return: an L{linkerpy.naming.Activity} of a NameTree of
+            L{linkerpy.naming.Bound}, updating as dtabs and addresses change.
+        """
+
+    def delegate(dtab, path):
+        """
+        Explain the binding.
+
+        @return: a C{Deferred} firing with a
+            L{linkerpy.naming.delegate.DelegateTree}.
+        """
+
+
+class ITransformerPlugin(IPluginKind):
+    """
+    An interpreter's or namer's C{transformers:} entry.
+    """
+
+    def newTransformer(config, context):
+        """
+        @return: an L{ITransformer}.
+        """
+
+
+class ITransformer(Interface):
+    """
+    Rewrites bound trees (filters or remaps addresses).
+    """
+
+    prefix = Attribute(
+        "L{linkerpy.naming.Path}: prepended as C{/%/<prefix>} to the ids of "
+        "the bound names it produces, e.g. C{/io.l5d.port/4141}."
+    )
+
+    def transform(tree):
+        """
+        @param tree: a NameTree of L{linkerpy.naming.Bound}.
+        @return: an L{linkerpy.naming.Activity} of a NameTree of Bound.
+        """
+
+
+# ---------------------------------------------------------------------------
+# Routing
+
+
+class IIdentifierPlugin(IPluginKind):
+    """
+    A router's C{identifier:} entry.
+    """
+
+    protocols = Attribute(
+        "C{frozenset} of protocol names (C{'http'}, C{'h2'}, C{'tcp'}) this "
+        "identifier understands; using it elsewhere is a config error."
+    )
+
+    def newIdentifier(config, prefix, context):
+        """
+        @param prefix: the router's C{dstPrefix} as a L{linkerpy.naming.Path}.
+        @return: an L{IIdentifier}.
+        """
+
+
+class IIdentifier(Interface):
+    """
+    Names a request.
+    """
+
+    def identify(request):
+        """
+        Called once per request on the hot path: keep it cheap and synchronous.
+
+        @param request: the protocol's request object.
+        @return: a L{linkerpy.router.Identified} or
+            L{linkerpy.router.Unidentified} (with a reason, so the next
+            identifier is tried or a 400 is returned).
+        """
+
+
+class IResponseClassifierPlugin(IPluginKind):
+    """
+    A C{responseClassifier:} entry (C{io.l5d.http.retryableRead5XX} ...).
+    """
+
+    protocols = Attribute("C{frozenset} of protocol names the classifier applies to.")
+
+    def newClassifier(config):
+        """
+        @return: an L{IResponseClassifier}.
+        """
+
+
+class IResponseClassifier(Interface):
+    """
+    Decides whether an exchange succeeded and whether a failure may be retried.
+    """
+
+    def classify(request, response, failure):
+        """
+        @param request: the protocol request.
+        @param response: the protocol response, or C{None} if C{failure}.
+        @param failure: a L{twisted.python.failure.Failure} or C{None}.
+        @return: one of L{linkerpy.policy.classifiers.ResponseClass}
+            (C{SUCCESS}, C{FAILURE}, C{RETRYABLE_FAILURE}).
+        """
+
+
+class ILoadBalancerPlugin(IPluginKind):
+    """
+    A client's C{loadBalancer:} (C{p2c}, C{ewma}, C{aperture}, C{heap}, C{roundRobin}).
+    """
+
+    def newBalancer(config, context):
+        """
+        @return: an L{ILoadBalancer}.
+        """
+
+
+class ILoadBalancer(Interface):
+    """
+    Picks an endpoint for each request among the live, weighted endpoints.
+    """
+
+    def update(endpoints):
+        """
+        Replace the endpoint set (called when the address set changes).
+
+        @param endpoints: a sequence of L{linkerpy.client.endpoint.Endpoint}.
+        """
+
+    def pick():
+        """
+        @return: an available L{linkerpy.client.endpoint.Endpoint}, or C{None}
+            if there is none (the caller answers "no endpoints").
+        """
+
+
+class IFailureAccrualPlugin(IPluginKind):
+    """
+    A client's C{failureAccrual:} (C{io.l5d.consecutiveFailures}, C{none}, ...).
+    """
+
+    def newPolicy(config, clock):
+        """
+        @return: a fresh L{IFailureAccrualPolicy} (one per endpoint).
+        """
+
+
+class IFailureAccrualPolicy(Interface):
+    """
+    Per-endpoint bookkeeping that decides when to mark the endpoint dead.
+    """
+
+    def recordSuccess():
+        """
+        A request to the endpoint succeeded.
+        """
+
+    def recordFailure():
+        """
+        A request to the endpoint failed.
+
+        @return: C{None} to keep the endpoint live, or the number of seconds
+            to mark it dead for before probing it again.
+        """
+
+    def revived():
+        """
+        The endpoint came back (a probe succeeded): reset state.
+        """
+
+
+class IPolicySourcePlugin(IPluginKind):
+    """
+    A router's C{service:} or C{client:} kind (C{io.l5d.global},
+    C{io.l5d.static}, C{io.l5d.namerd.http}, C{io.l5d.mesh}).
+    """
+
+    scopes = Attribute("C{frozenset} of C{'service'} and/or C{'client'}.")
+
+    def newPolicySource(config, scope, context):
+        """
+        @param scope: C{'service'} or C{'client'}.
+        @return: an L{IPolicySource}.
+        """
+
+
+class IPolicySource(Interface):
+    """
+    Where per-service or per-client policy entries come from.
+    """
+
+    def entries():
+        """
+        @return: a L{linkerpy.naming.Var} of a tuple of
+            L{linkerpy.policy.matching.PolicyEntry}, in fold order.  Sources
+            backed by a control plane update it; static ones never do.
+        """
+
+    def describe():
+        """
+        @return: a short C{str} naming the source (C{'file'},
+            C{'namerd http://127.0.0.1:4180 ns=default'}), for
+            C{/admin/policy.json}.
+        """
+
+
+class IPolicyModulePlugin(IPluginKind):
+    """
+    A stage of the per-service or per-client request path.
+
+    The C{kind} is the module's I{role}; built-in roles are listed in
+    L{linkerpy.policy.stack}.  Its C{configType} is structured from the keys
+    the module owns in a C{service:} or C{client:} config entry.
+    """
+
+    scope = Attribute("C{'service'} or C{'client'}.")
+    keys = Attribute(
+        "C{frozenset} of C{str}: the C{service:}/C{client:} entry keys this "
+        "module owns (e.g. C{{'totalTimeoutMs'}}).  Two modules owning one key "
+        "is a start-up error."
+    )
+    after = Attribute(
+        "C{tuple} of role names this module must sit below (closer to the "
+        "network), e.g. C{('retries',)}."
+    )
+    before = Attribute("C{tuple} of role names this module must sit above.")
+
+    def newModule(params):
+        """
+        @param params: the folded C{service}/C{client} policy for one name.
+        @return: an L{IPolicyModule}, or C{None} when the module has nothing
+            to do for this name (it is then left out of the stack entirely).
+        """
+
+
+class IPolicyModule(Interface):
+    """
+    One stage of a request path: wraps the next stage.
+    """
+
+    def wrap(call):
+        """
+        @param call: C{callable(exchange) -> Deferred}: the next stage.
+        @return: a callable of the same shape.
+        """
+
+
+# ---------------------------------------------------------------------------
+# Protocols and telemetry
+
+
+class IProtocolPlugin(IPluginKind):
+    """
+    A router protocol, selected by a router's C{protocol:} key.
+
+    C{configType} is the router config class for this protocol (common keys
+    plus protocol-specific ones).
+    """
+
+    defaultPort = Attribute("C{int}: the default server port (http 4140, h2 4142...).")
+
+    def newRouter(config, context):
+        """
+        @return: an L{IRouter}.
+        """
+
+
+class IRouter(Interface):
+    """
+    A configured router: a C{twisted.application.service.IService} owning its
+    servers, plus introspection for the admin server.
+    """
+
+    label = Attribute("C{str}: the router label.")
+
+    def service():
+        """
+        @return: the C{IService} that opens the router's ports.
+        """
+
+    def interpreter():
+        """
+        @return: the router's L{IInterpreter}.
+        """
+
+
+class ITelemeterPlugin(IPluginKind):
+    """
+    A top-level C{telemetry:} entry.
+    """
+
+    def newTelemeter(config, context):
+        """
+        @return: an L{ITelemeter}.
+        """
+
+
+class ITelemeter(Interface):
+    """
+    Exports the metrics tree somewhere.
+    """
+
+    def adminResources():
+        """
+        @return: a C{dict} mapping admin URL paths (C{'/admin/metrics/prometheus'})
+            to C{twisted.web.resource.IResource}.
+        """
+
+    def service():
+        """
+        @return: an C{IService} to run (for push exporters), or C{None}.
+        """
+
+
+# ---------------------------------------------------------------------------
+# Control plane
+
+
+class IStoragePlugin(IPluginKind):
+    """
+    A namerd C{storage:} kind (C{io.l5d.inMemory}, C{io.l5d.fs}, C{io.l5d.etcd}).
+    """
+
+    def newStorage(config, context):
+        """
+        @return: an L{IDtabStore}.
+        """
+
+
+class IDtabStore(Interface):
+    """
+    Versioned documents keyed by namespace: dtabs and policies.
+    """
+
+    def list(kind):
+        """
+        @param kind: C{'dtabs'} or C{'policy'}.
+        @return: C{Deferred} firing with a sorted list of namespace names.
+        """
+
+    def get(kind, ns):
+        """
+        @return: C{Deferred} firing with C{(text, version bytes)} or C{None}.
+        """
+
+    def create(kind, ns, text):
+        """
+        @return: C{Deferred}; fails with C{NamespaceExists}.
+        """
+
+    def update(kind, ns, text, version):
+        """
+        Compare-and-swap.
+
+        @param version: the expected version, or C{None} for an unconditional put.
+        @return: C{Deferred}; fails with C{VersionMismatch} or C{NoSuchNamespace}.
+        """
+
+    def delete(kind, ns):
+        """
+        @return: C{Deferred}; fails with C{NoSuchNamespace}.
+        """
+
+    def observe(kind, ns):
+        """
+        @return: a L{linkerpy.naming.Var} of C{(text, version)} or C{None},
+            updated on every change, including changes made by other
+            processes sharing the backing store.
+        """
+
+
+class INamerdInterfacePlugin(IPluginKind):
+    """
+    A namerd C{interfaces:} kind (C{io.l5d.httpController}, C{io.l5d.mesh}).
+    """
+
+    defaultPort = Attribute("C{int}")
+
+    def newInterface(config, context, namerd):
+        """
+        @param namerd: the L{linkerpy.namerd.core.Namerd} (store + namers).
+        @return: an C{IService} listening on the configured port.
+        """

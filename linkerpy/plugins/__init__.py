@@ -1,0 +1,3 @@
+"""
+Plugin discovery and lookup by kind.
+"""

@@ -1,0 +1,3 @@
+"""
+Protocol implementations (HTTP/1.1, HTTP/2, TCP).
+"""

@@ -1,0 +1,3 @@
+"""
+Metrics and their exporters.
+"""

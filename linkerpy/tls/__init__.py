@@ -1,0 +1,3 @@
+"""
+TLS termination (server side, SNI, reload) and origination (client side).
+"""

@@ -1,0 +1,14 @@
+"""
+Packaging for linkerpy.
+
+The C{twisted/plugins} directory is a namespace-style dropin directory (it has
+no C{__init__.py}, so it never shadows Twisted's own), which setuptools cannot
+find by itself: it is listed here explicitly so the C{twistd linkerpy} service
+maker and the built-in plugins ship in both the wheel and the sdist.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    packages=find_packages(include=["linkerpy", "linkerpy.*"]) + ["twisted.plugins"],
+    package_data={"twisted.plugins": ["linkerpy_*.py"]},
+)

@@ -1,0 +1,3 @@
+"""
+linkerpy test suite.
+"""
