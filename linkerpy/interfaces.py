@@ -406,34 +406,57 @@ class IProtocolPlugin(IPluginKind):
     """
     A router protocol, selected by a router's C{protocol:} key.
 
-    C{configType} is the router config class for this protocol (common keys
-    plus protocol-specific ones).
+    C{configType} is the router config class for this protocol (the common
+    keys of L{linkerpy.router.config.RouterConfig} plus protocol-specific ones).
     """
 
     defaultPort = Attribute("C{int}: the default server port (http 4140, h2 4142...).")
 
-    def newRouter(config, context):
+    def newRouter(config, context, namers):
         """
+        @param namers: the configured namers, C{[(prefix Path, INamer)]} in
+            declaration order, for the router's interpreter.
         @return: an L{IRouter}.
         """
 
 
 class IRouter(Interface):
     """
-    A configured router: a C{twisted.application.service.IService} owning its
-    servers, plus introspection for the admin server.
+    A configured router: owns its servers, and answers the admin server's
+    questions about itself.
     """
 
     label = Attribute("C{str}: the router label.")
 
     def service():
         """
-        @return: the C{IService} that opens the router's ports.
+        @return: the C{IService} that opens the router's ports.  Its
+            C{stopService} stops accepting, drains in-flight requests and
+            returns a C{Deferred} that fires when they are done.
+        """
+
+    def drain(graceSeconds):
+        """
+        Stop accepting, let in-flight requests finish for up to
+        C{graceSeconds}, then close what is left.
+
+        @return: a C{Deferred} firing when the router is quiet.
         """
 
     def interpreter():
         """
         @return: the router's L{IInterpreter}.
+        """
+
+    def baseDtab():
+        """
+        @return: the router's current base L{linkerpy.naming.Dtab}.
+        """
+
+    def adminResources():
+        """
+        @return: a C{dict} of extra admin URL paths to C{IResource}s this
+            router serves (e.g. interpreter state), possibly empty.
         """
 
 

@@ -121,3 +121,25 @@ def lineOf(container: Any, key: Any) -> Optional[int]:
     if isinstance(key, int) and 0 <= key < len(lines):
         return lines[key]
     return None
+
+
+def lineAt(container: Any, relativePath: str) -> Optional[int]:
+    """
+    The line of a nested key path such as C{routers[1].servers[0].port}
+    inside C{container}: the deepest line known along the way.
+    """
+    import re
+
+    best = getattr(container, "line", None)
+    node = container
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", relativePath):
+        key: Any = int(index) if index else name
+        line = lineOf(node, key)
+        if line is None:
+            break
+        best = line
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            break
+    return best

@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type
 import attrs
 
 from linkerpy.config.errors import ConfigError, Problem, joinPath
-from linkerpy.config.load import lineOf
+from linkerpy.config.load import lineAt, lineOf
 
 try:  # Python 3.9 has typing.Literal; keep the lookup explicit for clarity.
     from typing import Literal
@@ -336,7 +336,7 @@ class Structurer:
         validate = getattr(obj, "validateConfig", None)
         if validate is not None:
             for subkey, message in validate() or ():
-                self.problem(joinPath(path, subkey) if subkey != "" else path, message, lineOf(raw, subkey) or line)
+                self.problem(joinPath(path, subkey) if subkey != "" else path, message, lineAt(raw, subkey) or line)
             if len(self.problems) > before:
                 return INVALID
         return obj

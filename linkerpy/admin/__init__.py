@@ -1,0 +1,3 @@
+"""
+The admin server: health, config, metrics, delegation, shutdown.
+"""
