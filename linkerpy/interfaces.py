@@ -378,9 +378,16 @@ class IPolicyModulePlugin(IPluginKind):
     )
     before = Attribute("C{tuple} of role names this module must sit above.")
 
-    def newModule(params):
+    protocols = Attribute(
+        "C{frozenset} of protocol names the module applies to, or C{None} for all."
+    )
+
+    def newModule(policy, context):
         """
-        @param params: the folded C{service}/C{client} policy for one name.
+        @param policy: the L{linkerpy.policy.entries.FoldedPolicy} of one
+            service or client name.
+        @param context: a L{linkerpy.policy.context.StackContext} (reactor,
+            metrics scope, the protocol's adapter).
         @return: an L{IPolicyModule}, or C{None} when the module has nothing
             to do for this name (it is then left out of the stack entirely).
         """

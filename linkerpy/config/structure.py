@@ -73,6 +73,7 @@ def setting(
     rawDefault: Any = None,
     doc: str = "",
     factory: Optional[Callable[[], Any]] = None,
+    pluginArgs: Optional[Dict[str, Any]] = None,
 ) -> Any:
     """
     Declare a config field with structuring metadata.
@@ -86,6 +87,11 @@ def setting(
     @param rawDefault: a raw (YAML-shaped) default for a plugin field, e.g.
         C{{'kind': 'io.l5d.header.token'}}, structured when the key is absent.
     @param doc: one line for the generated configuration reference.
+    @param pluginArgs: keyword arguments for plugins whose config class
+        depends on context: when the plugin has C{configTypeFor(registry,
+        **pluginArgs)}, its result is used instead of C{configType} (the
+        C{service:}/C{client:} kinds use it to accept the keys of every
+        installed policy module).
     """
     metadata = {
         "key": key,
@@ -95,6 +101,7 @@ def setting(
         "oneOrMany": oneOrMany,
         "rawDefault": rawDefault,
         "doc": doc,
+        "pluginArgs": pluginArgs,
     }
     if rawDefault is not None and default is attrs.NOTHING and factory is None:
         default = None
@@ -133,7 +140,11 @@ def typeHints(cls: type) -> Dict[str, Any]:
         module = sys.modules.get(cls.__module__)
         globalns = dict(vars(module)) if module else {}
         globalns.setdefault("Configured", Configured)
-        hints = typing.get_type_hints(cls, globalns=globalns)
+        hints = dict(typing.get_type_hints(cls, globalns=globalns))
+        for f in attrs.fields(cls):
+            # Classes made with attrs.make_class carry types on the fields only.
+            if f.name not in hints and f.type is not None and not isinstance(f.type, str):
+                hints[f.name] = f.type
         _hintsCache[cls] = hints
     return hints
 
@@ -177,12 +188,18 @@ class Structurer:
         return self._struct(tp, raw, path, {}, line)
 
     def structurePlugin(
-        self, interface: Any, raw: Any, path: str = "", kindKey: str = "kind", line: Optional[int] = None
+        self,
+        interface: Any,
+        raw: Any,
+        path: str = "",
+        kindKey: str = "kind",
+        line: Optional[int] = None,
+        pluginArgs: Optional[Dict[str, Any]] = None,
     ) -> Any:
         """
         Structure a C{kind:}-selected plugin mapping into a L{Configured}.
         """
-        return self._plugin(interface, kindKey, raw, path, line)
+        return self._plugin(interface, kindKey, raw, path, line, pluginArgs)
 
     def problem(self, path: str, message: str, line: Optional[int] = None) -> Any:
         self.problems.append(Problem(path, message, line))
@@ -197,7 +214,7 @@ class Structurer:
             iface = meta.get("plugin")
             if iface is None:  # pragma: no cover - a programming error
                 raise TypeError(f"{path}: Configured field without plugin=")
-            return self._plugin(iface, meta.get("kindKey", "kind"), raw, path, line)
+            return self._plugin(iface, meta.get("kindKey", "kind"), raw, path, line, meta.get("pluginArgs"))
         if tp is Any or tp is object:
             return raw
         origin = typing.get_origin(tp)
@@ -341,7 +358,15 @@ class Structurer:
                 return INVALID
         return obj
 
-    def _plugin(self, interface: Any, kindKey: str, raw: Any, path: str, line: Optional[int]) -> Any:
+    def _plugin(
+        self,
+        interface: Any,
+        kindKey: str,
+        raw: Any,
+        path: str,
+        line: Optional[int],
+        pluginArgs: Optional[Dict[str, Any]] = None,
+    ) -> Any:
         role = getattr(interface, "__name__", str(interface))
         if not isinstance(raw, dict):
             return self.problem(path, f"expected a mapping with a {kindKey!r} key, got {_describe(raw)}", line)
@@ -366,7 +391,11 @@ class Structurer:
         for k in COMPAT_PLUGIN_KEYS & set(raw):
             if not isinstance(raw[k], bool):
                 self.problem(joinPath(path, k), f"expected a boolean, got {_describe(raw[k])}", lineOf(raw, k))
-        config = self._attrs(plugin.configType, rest, path, line)
+        configType = plugin.configType
+        typeFor = getattr(plugin, "configTypeFor", None)
+        if typeFor is not None and pluginArgs is not None:
+            configType = typeFor(self.registry, **pluginArgs)
+        config = self._attrs(configType, rest, path, line)
         if config is INVALID:
             return INVALID
         return Configured(kind=kind, plugin=plugin, config=config, path=path)
@@ -397,12 +426,19 @@ def structure(tp: Any, raw: Any, registry: Any, path: str = "", source: Optional
     return value
 
 
-def structurePlugin(interface: Any, raw: Any, registry: Any, path: str = "", kindKey: str = "kind") -> Configured:
+def structurePlugin(
+    interface: Any,
+    raw: Any,
+    registry: Any,
+    path: str = "",
+    kindKey: str = "kind",
+    pluginArgs: Optional[Dict[str, Any]] = None,
+) -> Configured:
     """
     Structure one C{kind:}-selected plugin mapping, raising L{ConfigError}.
     """
     s = Structurer(registry)
-    value = s.structurePlugin(interface, raw, path, kindKey)
+    value = s.structurePlugin(interface, raw, path, kindKey, pluginArgs=pluginArgs)
     if s.problems or value is INVALID:
         raise ConfigError(s.problems or [Problem(path, "invalid")])
     return value  # type: ignore[no-any-return]

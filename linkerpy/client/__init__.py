@@ -1,0 +1,3 @@
+"""
+Clients of concrete names: endpoints, load balancing, failure accrual.
+"""

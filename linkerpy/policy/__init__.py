@@ -1,0 +1,3 @@
+"""
+Per-service and per-client communications policy.
+"""

@@ -1,0 +1,157 @@
+# -*- test-case-name: tests.test_http_router -*-
+"""
+Configuration of C{protocol: http} routers (Linkerd 1's HTTP/1.1 router
+keys, plus linkerpy's limits).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional, Tuple
+
+import attrs
+
+from linkerpy.config import checks
+from linkerpy.config.model import SocketOptions
+from linkerpy.config.structure import Configured, setting
+from linkerpy.interfaces import IFailureAccrualPlugin, IIdentifierPlugin, ILoadBalancerPlugin, IPolicySourcePlugin, IResponseClassifierPlugin
+from linkerpy.router.config import RouterConfig, ServerConfig, SessionConfig
+from linkerpy.tls.config import ClientTlsConfig
+
+
+@attrs.frozen
+class ForwardedLabeler:
+    """
+    How C{addForwardedHeader} names a party: C{ip}, C{ip:port},
+    C{connectionRandom}, C{requestRandom}, C{router}, or C{static} (with
+    C{label}).
+    """
+
+    kind: str = setting(
+        "requestRandom",
+        check=lambda v: None
+        if v in ("ip", "ip:port", "connectionRandom", "requestRandom", "router", "static")
+        else f"unknown labeler kind {v!r}; expected ip, ip:port, connectionRandom, requestRandom, router or static",
+    )
+    label: Optional[str] = setting(None, doc="for kind static")
+
+    def validateConfig(self) -> Iterator[Tuple[str, str]]:
+        if self.kind == "static" and not self.label:
+            yield "label", "a static labeler needs a label"
+
+
+@attrs.frozen
+class AddForwardedHeader:
+    """
+    Add an RFC 7239 C{Forwarded} header to requests.
+    """
+
+    by: ForwardedLabeler = setting(attrs.Factory(ForwardedLabeler), doc="labels this router")
+    for_: ForwardedLabeler = setting(attrs.Factory(ForwardedLabeler), key="for", doc="labels the client")
+
+
+@attrs.frozen
+class HttpServerConfig(ServerConfig):
+    """
+    A server of an HTTP/1.1 router.
+    """
+
+    port: int = setting(4140, check=checks.port, doc="listen port (0 = ephemeral)")
+    addForwardedHeader: Optional[AddForwardedHeader] = setting(None, doc="add a Forwarded header ({} for defaults)")
+    timestampHeader: Optional[str] = setting(None, doc="add this header with the receive time in ms since the epoch")
+    maxCallDepth: int = setting(1000, check=checks.positive, doc="requests with more Via entries get 400 (proxy loops)")
+    requestHeadTimeoutMs: int = setting(30000, check=checks.positive, doc="a request head must arrive within this (408)")
+    bodyIdleTimeoutMs: int = setting(60000, check=checks.positive, doc="a request body may pause this long")
+    keepAliveIdleTimeMs: int = setting(300000, check=checks.positive, doc="idle keep-alive connections close after this")
+    drainCloseIdle: bool = setting(True, doc="on shutdown, close idle keep-alive connections at once")
+
+
+@attrs.frozen
+class PoolConfig:
+    """
+    C{hostConnectionPool}: upstream connections per endpoint.
+    """
+
+    minSize: int = setting(0, check=checks.nonNegative, doc="connections kept open even when idle")
+    maxSize: Optional[int] = setting(None, check=checks.positive, doc="most connections per endpoint (default unbounded)")
+    idleTimeMs: Optional[int] = setting(None, check=checks.positive, doc="close pooled connections idle this long")
+    maxWaiters: Optional[int] = setting(None, check=checks.nonNegative, doc="requests waiting for a connection beyond this fail (503)")
+
+
+@attrs.frozen
+class HttpClientCore:
+    """
+    The core C{client:} keys of HTTP routers (besides those of policy
+    modules such as C{requestAttemptTimeoutMs} and C{requeueBudget}).
+    """
+
+    loadBalancer: Optional[Configured] = setting(None, plugin=ILoadBalancerPlugin, doc="default p2c")
+    failureAccrual: Optional[Configured] = setting(
+        None, plugin=IFailureAccrualPlugin, doc="default io.l5d.consecutiveFailures, 5 failures"
+    )
+    hostConnectionPool: Optional[PoolConfig] = setting(None)
+    clientSession: Optional[SessionConfig] = setting(None, doc="idleTimeMs / lifeTimeMs of upstream connections")
+    connectTimeoutMs: Optional[int] = setting(None, check=checks.positive, doc="default 5000")
+    socketOptions: Optional[SocketOptions] = setting(None)
+    tls: Optional[ClientTlsConfig] = setting(None, doc="originate TLS to matching clients")
+    forwardClientCert: Optional[bool] = setting(None, doc="send x-forwarded-client-cert (default false)")
+    failFast: Optional[bool] = setting(None, doc="accepted for Linkerd compatibility")
+
+
+@attrs.frozen
+class HttpServiceCore:
+    """
+    The core C{service:} keys of HTTP routers (besides those of policy
+    modules such as C{totalTimeoutMs} and C{retries}).
+    """
+
+    responseClassifier: Optional[Configured] = setting(
+        None, plugin=IResponseClassifierPlugin, doc="default io.l5d.http.nonRetryable5XX"
+    )
+
+
+@attrs.frozen
+class HttpRouterConfig(RouterConfig):
+    """
+    A C{protocol: http} router.
+    """
+
+    servers: Tuple[HttpServerConfig, ...] = setting(doc="listening addresses")
+    identifier: Tuple[Configured, ...] = setting(
+        plugin=IIdentifierPlugin,
+        oneOrMany=True,
+        rawDefault=[{"kind": "io.l5d.header.token"}],
+        doc="one identifier or a list tried in order",
+    )
+    service: Configured = setting(
+        plugin=IPolicySourcePlugin,
+        pluginArgs={"scope": "service", "protocol": "http"},
+        rawDefault={"kind": "io.l5d.global"},
+        doc="per-service policy",
+    )
+    client: Configured = setting(
+        plugin=IPolicySourcePlugin,
+        pluginArgs={"scope": "client", "protocol": "http"},
+        rawDefault={"kind": "io.l5d.global"},
+        doc="per-client policy",
+    )
+    httpAccessLog: Optional[str] = setting(None, doc="access log file (/dev/stdout works)")
+    httpAccessLogFormat: Optional[str] = setting(None, doc="log line format; default: common log format")
+    httpAccessLogRollPolicy: Optional[str] = setting(None, doc="accepted for Linkerd compatibility; use logrotate")
+    httpAccessLogAppend: bool = setting(True)
+    httpAccessLogRotateCount: int = setting(-1)
+    maxHeadersKB: int = setting(8, check=checks.positive, doc="largest request header block (431 beyond)")
+    maxInitialLineKB: int = setting(4, check=checks.positive, doc="longest request line (414 beyond)")
+    maxHeaderCount: int = setting(100, check=checks.positive, doc="most request header fields (431 beyond)")
+    maxErrResponseKB: int = setting(5120, check=checks.positive, doc="router error bodies are truncated to this")
+    streamingEnabled: bool = setting(True, doc="linkerpy always streams; accepted for Linkerd compatibility")
+    streamAfterContentLengthKB: int = setting(5, doc="accepted for Linkerd compatibility")
+    compressionLevel: int = setting(-1, doc="accepted for Linkerd compatibility; no compression is done")
+    retryBufferKB: int = setting(64, check=checks.positive, doc="request bodies up to this are kept for retries")
+
+    def validateConfig(self) -> Iterator[Tuple[str, str]]:
+        if not self.servers:
+            yield "servers", "a router needs at least one server"
+        for i, identifier in enumerate(self.identifier):
+            protocols = getattr(identifier.plugin, "protocols", None)
+            if protocols is not None and "http" not in protocols:
+                yield f"identifier[{i}].kind", f"identifier {identifier.kind!r} does not apply to http routers"
