@@ -49,7 +49,7 @@ class AddForwardedHeader:
     for_: ForwardedLabeler = setting(attrs.Factory(ForwardedLabeler), key="for", doc="labels the client")
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class HttpServerConfig(ServerConfig):
     """
     A server of an HTTP/1.1 router.
@@ -109,7 +109,7 @@ class HttpServiceCore:
     )
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class HttpRouterConfig(RouterConfig):
     """
     A C{protocol: http} router.
