@@ -206,9 +206,11 @@ class IIdentifierPlugin(IPluginKind):
         "identifier understands; using it elsewhere is a config error."
     )
 
-    def newIdentifier(config, prefix, context):
+    def newIdentifier(config, prefix, context, protocol):
         """
         @param prefix: the router's C{dstPrefix} as a L{linkerpy.naming.Path}.
+        @param protocol: the router's protocol (C{'http'}, C{'h2'}): one kind
+            may serve several protocols with protocol-specific defaults.
         @return: an L{IIdentifier}.
         """
 

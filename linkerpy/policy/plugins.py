@@ -7,13 +7,13 @@ load inside the factories.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import attrs
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from linkerpy.interfaces import IPolicySourcePlugin
+from linkerpy.interfaces import IPolicyModulePlugin, IPolicySourcePlugin
 from linkerpy.policy.entries import CLIENT, SERVICE
 
 
@@ -69,3 +69,132 @@ class StaticPolicySourcePlugin:
 
 globalPolicy = GlobalPolicySourcePlugin()
 staticPolicy = StaticPolicySourcePlugin()
+
+
+# ---------------------------------------------------------------------------
+# Built-in policy modules (see linkerpy.policy.stack for their order)
+
+
+@implementer(IPlugin, IPolicyModulePlugin)
+class TotalTimeoutModulePlugin:
+    """
+    C{totalTimeoutMs}: bound the whole request, retries included.
+    """
+
+    kind = "totalTimeout"
+    scope = SERVICE
+    protocols = None
+    after: Tuple[str, ...] = ()
+    before = ("retries",)
+
+    @property
+    def configType(self) -> type:
+        from linkerpy.policy.modules.timeouts import TotalTimeoutKeys
+
+        return TotalTimeoutKeys
+
+    @property
+    def keys(self) -> frozenset:
+        return frozenset({"totalTimeoutMs"})
+
+    def newModule(self, policy: Any, context: Any) -> Any:
+        ms = policy.get("totalTimeoutMs")
+        if ms is None:
+            return None
+        from linkerpy.policy.modules.timeouts import TimeoutModule
+
+        return TimeoutModule("total", ms, context.reactor, context.name.show, isClient=False)
+
+
+@implementer(IPlugin, IPolicyModulePlugin)
+class RetriesModulePlugin:
+    """
+    C{retries}: classified retries under a budget, with backoff.
+    """
+
+    kind = "retries"
+    scope = SERVICE
+    protocols = None
+    after = ("totalTimeout",)
+    before: Tuple[str, ...] = ()
+
+    @property
+    def configType(self) -> type:
+        from linkerpy.policy.modules.retries import RetriesKeys
+
+        return RetriesKeys
+
+    @property
+    def keys(self) -> frozenset:
+        return frozenset({"retries"})
+
+    def newModule(self, policy: Any, context: Any) -> Any:
+        from linkerpy.policy.modules.retries import RetriesConfig, RetriesModule
+
+        return RetriesModule(policy.get("retries") or RetriesConfig(), context)
+
+
+@implementer(IPlugin, IPolicyModulePlugin)
+class AttemptTimeoutModulePlugin:
+    """
+    C{requestAttemptTimeoutMs}: bound each attempt.
+    """
+
+    kind = "attemptTimeout"
+    scope = CLIENT
+    protocols = None
+    after: Tuple[str, ...] = ()
+    before = ("requeues",)
+
+    @property
+    def configType(self) -> type:
+        from linkerpy.policy.modules.timeouts import AttemptTimeoutKeys
+
+        return AttemptTimeoutKeys
+
+    @property
+    def keys(self) -> frozenset:
+        return frozenset({"requestAttemptTimeoutMs"})
+
+    def newModule(self, policy: Any, context: Any) -> Any:
+        ms = policy.get("requestAttemptTimeoutMs")
+        if ms is None:
+            return None
+        from linkerpy.policy.modules.timeouts import TimeoutModule
+
+        return TimeoutModule("attempt", ms, context.reactor, context.name.show, isClient=True)
+
+
+@implementer(IPlugin, IPolicyModulePlugin)
+class RequeuesModulePlugin:
+    """
+    C{requeueBudget}: re-send requests that never reached an endpoint.
+    """
+
+    kind = "requeues"
+    scope = CLIENT
+    protocols = None
+    after = ("attemptTimeout",)
+    before: Tuple[str, ...] = ()
+
+    @property
+    def configType(self) -> type:
+        from linkerpy.policy.modules.retries import RequeuesKeys
+
+        return RequeuesKeys
+
+    @property
+    def keys(self) -> frozenset:
+        return frozenset({"requeueBudget"})
+
+    def newModule(self, policy: Any, context: Any) -> Any:
+        from linkerpy.policy.budget import RetryBudgetConfig
+        from linkerpy.policy.modules.retries import RequeuesModule
+
+        return RequeuesModule(policy.get("requeueBudget") or RetryBudgetConfig(), context)
+
+
+totalTimeoutModule = TotalTimeoutModulePlugin()
+retriesModule = RetriesModulePlugin()
+attemptTimeoutModule = AttemptTimeoutModulePlugin()
+requeuesModule = RequeuesModulePlugin()

@@ -269,6 +269,7 @@ class Client:
         self.core = core
         self.id = bound.id
         self.name = bound.id.show
+        self.nameBytes = self.name.encode("ascii")
         self.metrics = core.metrics.scope("client", _metricName(bound.id))
         self.endpoints: Dict[Tuple[str, int], Any] = {}
         self.policy: Optional[FoldedPolicy] = None

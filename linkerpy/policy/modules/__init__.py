@@ -1,0 +1,3 @@
+"""
+Built-in policy modules (one stage of a request path each).
+"""

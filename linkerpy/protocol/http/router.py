@@ -1,0 +1,385 @@
+# -*- test-case-name: tests.test_http_router -*-
+"""
+The C{protocol: http} router: its servers, the request handler that names
+each request and hands it to the routing core, and the response path.
+
+Per request, the handler: applies C{clearContext}, checks the call depth,
+reads the local dtab and deadline headers, identifies the request, looks up
+the (cached) route, and calls its service stack.  The response head gets
+C{Via} and C{l5d-success-class}; its body is streamed with back-pressure.
+Router-made errors are answered in one place (L{HttpRequestHandler.fail})
+with their status, an C{l5d-err} header and a text body.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+from urllib.parse import quote
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from linkerpy.errors import BadRequest, RoutingError, UnidentifiedRequest, messageFor, statusFor
+from linkerpy.interfaces import IRouter
+from linkerpy.protocol.http import l5d
+from linkerpy.protocol.http.adapter import HttpProtocolAdapter
+from linkerpy.protocol.http.call import HttpCall
+from linkerpy.protocol.http.identifiers import Identified
+from linkerpy.router.routing import RoutingCore
+
+log = Logger()
+
+
+class ServerStats:
+    """
+    C{rt/<router>/server/<ip>/<port>/...} counters used per request.
+    """
+
+    __slots__ = ("requests", "success", "failures", "latency", "statuses")
+
+    def __init__(self, scope: Any) -> None:
+        from linkerpy.protocol.http.adapter import StatusCounters
+
+        self.requests = scope.counter("requests")
+        self.success = scope.counter("success")
+        self.failures = scope.counter("failures")
+        self.latency = scope.stat("request_latency_ms")
+        self.statuses = StatusCounters(scope)
+
+
+class HttpRequestHandler:
+    """
+    The L{IHTTPHandler} of one server of an HTTP router.
+    """
+
+    def __init__(self, router: "HttpRouter", server: Any, stats: ServerStats) -> None:
+        self.router = router
+        self.core = router.core
+        self.server = server
+        self.stats = stats
+        self.identifiers = router.identifiers
+        self.clearContext = server.clearContext
+        self.maxCallDepth = server.maxCallDepth
+        self.timestampHeader = server.timestampHeader.encode("ascii") if server.timestampHeader else None
+        self.forwarded = server.addForwardedHeader
+        self.reactor = router.reactor
+        self.random = router.random
+        self.retryBuffer = router.config.retryBufferKB * 1024
+        self.maxErrBytes = router.config.maxErrResponseKB * 1024
+        self.accessLog = router.accessLog
+        self.inFlight = 0
+        self.maxConcurrent = server.maxConcurrentRequests
+
+    # -- request path -----------------------------------------------------------
+
+    def handleRequest(self, exchange: Any) -> None:
+        self.stats.requests.value += 1
+        call = HttpCall(exchange.request, exchange.body, exchange, self)
+        try:
+            self.prepare(call, exchange)
+        except RoutingError as e:
+            self.fail(call, e)
+            return
+        if self.maxConcurrent is not None and self.inFlight >= self.maxConcurrent:
+            from linkerpy.errors import Overloaded
+
+            self.fail(call, Overloaded(f"server has {self.inFlight} requests in flight (maxConcurrentRequests)"))
+            return
+        self.inFlight += 1
+        route = self.core.routeFor(call.path, call.localDtab)
+        d = route.call(call)
+        d.addCallbacks(self.respond, self.failed, callbackArgs=(call,), errbackArgs=(call,))
+
+    def prepare(self, call: HttpCall, exchange: Any) -> None:
+        head = call.request
+        headers = head.headers
+        if self.clearContext:
+            l5d.clearRequestContext(headers)
+        l5d.checkCallDepth(headers, self.maxCallDepth)
+        call.localDtab = l5d.readLocalDtab(headers)
+        call.deadline = l5d.readDeadline(headers)
+        trace = l5d.Trace.fromHeaders(headers, self.random)
+        reasons: List[str] = []
+        for identifier in self.identifiers:
+            result = identifier.identify(head)
+            if isinstance(result, Identified):
+                break
+            reasons.append(result.reason)
+        else:
+            raise UnidentifiedRequest(_describe(head), reasons)
+        if result.target is not None:
+            head.target = result.target
+        call.path = result.path
+        call.serviceName = result.path.show
+        call.serviceBytes = call.serviceName.encode("ascii")
+        if call.localDtab:
+            headers.set(l5d.L5D_CTX_DTAB, call.localDtab.show.encode("ascii"))
+        headers.set(l5d.L5D_CTX_TRACE, trace.header())
+        headers.set(l5d.L5D_REQID, trace.reqid())
+        l5d.appendVia(headers)
+        if self.timestampHeader is not None:
+            headers.set(self.timestampHeader, b"%d" % int(self.reactor.seconds() * 1000))
+        if self.forwarded is not None:
+            self.addForwarded(headers, exchange)
+        if head.hasBody:
+            call.keepBody(self.retryBuffer)
+
+    def addForwarded(self, headers: Any, exchange: Any) -> None:
+        token = "%08x" % (id(exchange.peer) & 0xFFFFFFFF)
+        by = l5d.forwardedLabel(self.forwarded.by, exchange.host, exchange.host, self.router.label, token, self.random)
+        for_ = l5d.forwardedLabel(self.forwarded.for_, exchange.peer, exchange.host, self.router.label, token, self.random)
+        value = f"by={by};for={for_}"
+        host = headers.get(b"host")
+        if host:
+            value += f";host={host.decode('latin-1')}"
+        value += ";proto=" + ("https" if exchange.isSecure else "http")
+        headers.add(b"Forwarded", value.encode("latin-1"))
+
+    # -- response path -------------------------------------------------------------
+
+    def respond(self, response: Any, call: HttpCall) -> None:
+        self.inFlight -= 1
+        exchange = call.exchange
+        head = response.head
+        headers = head.headers
+        l5d.appendVia(headers)
+        if self.clearContext:
+            headers.removePrefix(b"l5d-")
+        else:
+            rc = call.responseClass
+            if rc is not None:
+                headers.set(l5d.L5D_SUCCESS_CLASS, b"1.0" if rc.isSuccess else b"0.0")
+        stats = self.stats
+        stats.statuses.count(head.status)
+        if call.responseClass is None or call.responseClass.isSuccess:
+            stats.success.value += 1
+        else:
+            stats.failures.value += 1
+        stats.latency.add((self.reactor.seconds() - exchange.startedAt) * 1000.0)
+        if self.accessLog is not None:
+            self.accessLog.log(exchange, call, head.status, head.contentLength)
+        if head.status == 101 and call.request.isUpgrade and getattr(response, "tunnel", None) is not None:
+            exchange.upgrade(head, response.tunnel)
+            return
+        exchange.respond(head).streamFrom(response.body)
+
+    def failed(self, failure: Failure, call: HttpCall) -> None:
+        self.inFlight -= 1
+        error = failure.value
+        if not isinstance(error, RoutingError):
+            log.failure("unexpected error routing {service}", failure, service=call.serviceName)
+        self.fail(call, error)
+
+    def fail(self, call: HttpCall, error: BaseException) -> None:
+        """
+        Answer a router-made error: status, C{l5d-err}, text body (both
+        dropped under C{clearContext}, as Linkerd does).
+        """
+        exchange = call.exchange
+        status = statusFor(error)
+        message = messageFor(error)
+        stats = self.stats
+        stats.statuses.count(status)
+        stats.failures.value += 1
+        stats.latency.add((self.reactor.seconds() - exchange.startedAt) * 1000.0)
+        if self.accessLog is not None:
+            self.accessLog.log(exchange, call, status, None)
+        if call.body is not None and not call.body.finished and status < 500:
+            call.body.abort()
+        if self.clearContext:
+            exchange.respondError(status, b"", [(b"Via", l5d.VIA_ENTRY)])
+            return
+        body = message.encode("utf-8", "replace")[: self.maxErrBytes]
+        headers = [(l5d.L5D_ERR, _errHeader(message, self.router.maxErrHeaderBytes)), (b"Via", l5d.VIA_ENTRY)]
+        if getattr(error, "retryable", False):
+            headers.append((l5d.L5D_RETRYABLE, b"true"))
+        exchange.respondError(status, body + b"\n", headers)
+
+
+def _errHeader(message: str, limit: int) -> bytes:
+    return quote(message, safe=" !#$&'()*+,/:;=?@[]~").encode("ascii")[:limit]
+
+
+def _describe(head: Any) -> str:
+    host = head.headers.get(b"host") or b""
+    return f"{head.method.decode('latin-1')} {host.decode('latin-1')}{head.target.decode('latin-1')}"[:512]
+
+
+@implementer(IRouter)
+class HttpRouter:
+    """
+    A running C{protocol: http} router.
+    """
+
+    def __init__(self, config: Any, context: Any, namers: Sequence[Tuple[Any, Any]], label: str) -> None:
+        self.config = config
+        self.label = label
+        self.context = context
+        self.reactor = context.reactor
+        self.metrics = context.metrics
+        self.random = random.Random()
+        self.maxErrHeaderBytes = config.maxHeadersKB * 1024
+        registry = context.registry
+        from linkerpy.config.structure import structurePlugin
+        from linkerpy.interfaces import IResponseClassifierPlugin
+
+        default = structurePlugin(IResponseClassifierPlugin, {"kind": "io.l5d.http.nonRetryable5XX"}, registry)
+        from linkerpy.tls.client import ClientTLSCreators
+
+        self.adapter = HttpProtocolAdapter(
+            self.reactor, default.plugin.newClassifier(default.config), ClientTLSCreators(self.reactor)
+        )
+        self.core = RoutingCore(label, config, context, namers, self.adapter, rng=self.random)
+        self.identifiers = [
+            identifier.plugin.newIdentifier(identifier.config, config.dstPrefix, context.child(identifier.path), "http")
+            for identifier in config.identifier
+        ]
+        self.accessLog = None
+        if config.httpAccessLog:
+            from linkerpy.protocol.http.accesslog import AccessLog
+
+            self.accessLog = AccessLog(config.httpAccessLog, config.httpAccessLogFormat, config.httpAccessLogAppend)
+        self._service = HttpRouterService(self)
+
+    # IRouter
+
+    def service(self) -> Any:
+        return self._service
+
+    def interpreter(self) -> Any:
+        return self.core.interpreter
+
+    def baseDtab(self) -> Any:
+        return self.core.baseDtab
+
+    def adminResources(self) -> Dict[str, Any]:
+        return {}
+
+    def drain(self, graceSeconds: float) -> Deferred:
+        return self._service.drain(graceSeconds)
+
+    def policyFor(self, path: Any) -> Dict[str, Any]:
+        """
+        The effective service policy for a name (for C{/admin/policy.json}).
+        """
+        from linkerpy.policy.entries import fold
+
+        folded = fold(self.core.serviceEntries.sample(), path)
+        out = folded.describe()
+        out["source"] = self.core.serviceSource.describe()
+        return out
+
+
+class HttpRouterService(Service):
+    """
+    Opens the router's servers; drains them on stop.
+    """
+
+    def __init__(self, router: HttpRouter) -> None:
+        self.router = router
+        self.ports: List[Any] = []
+        self.factories: List[Any] = []
+        self._draining: Optional[Deferred] = None
+        self._sweeper: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        from twisted.internet.task import LoopingCall
+
+        router = self.router
+        for i, server in enumerate(router.config.servers):
+            self.listen(i, server)
+        self._sweeper = LoopingCall(router.core.expireIdle)
+        self._sweeper.clock = router.reactor
+        self._sweeper.start(min(60.0, router.core.idleTtl / 2.0), now=False)
+
+    def listen(self, index: int, server: Any) -> None:
+        from linkerpy.protocol.http.parser import HeadLimits
+        from linkerpy.protocol.http.server import HTTPServerFactory, ServerTimeouts
+
+        router = self.router
+        config = router.config
+        limits = HeadLimits(
+            maxInitialLine=config.maxInitialLineKB * 1024,
+            maxHeaderBytes=config.maxHeadersKB * 1024,
+            maxHeaderCount=config.maxHeaderCount,
+        )
+        timeouts = ServerTimeouts(
+            headTimeout=server.requestHeadTimeoutMs / 1000.0,
+            bodyIdleTimeout=server.bodyIdleTimeoutMs / 1000.0,
+            keepAliveTimeout=(server.serverSession.idleTimeMs or server.keepAliveIdleTimeMs) / 1000.0,
+            lifeTime=(server.serverSession.lifeTimeMs / 1000.0) if server.serverSession.lifeTimeMs else None,
+        )
+        holder: Dict[str, Any] = {}
+        factory = HTTPServerFactory(
+            _LazyHandler(holder),
+            limits=limits,
+            timeouts=timeouts,
+            clock=router.reactor,
+            maxConnections=server.maxConnections,
+        )
+        wrapped: Any = factory
+        if server.tls is not None:
+            from linkerpy.tls.server import ServerTLS, wrapServerFactory
+
+            tls = ServerTLS(server.tls, router.reactor, f"{router.context.configPath}.servers[{index}].tls", alpn=[b"http/1.1"])
+            wrapped = wrapServerFactory(factory, tls)
+        port = router.reactor.listenTCP(server.port, wrapped, interface=server.ip, backlog=_backlog(server))
+        address = port.getHost()
+        scopeName = server.label or f"{address.host}/{address.port}"
+        scope = router.metrics.scope("server", scopeName)
+        factory.setMetrics(scope)
+        holder["handler"] = HttpRequestHandler(router, server, ServerStats(scope))
+        self.ports.append(port)
+        self.factories.append(factory)
+        log.info(
+            "router {label} listening on {host}:{port}", label=router.label, host=address.host, port=address.port
+        )
+
+    def drain(self, graceSeconds: float) -> Deferred:
+        if self._draining is not None:
+            return self._draining
+        stops = [succeed(port.stopListening()) for port in self.ports]
+        drains = [factory.drain(graceSeconds) for factory in self.factories]
+        self._draining = DeferredList(stops + drains, consumeErrors=True)
+        return self._draining
+
+    def stopService(self) -> Deferred:
+        super().stopService()
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        d = self.drain(self.router.config.bindingTimeoutMs / 1000.0)
+
+        def closed(_: Any) -> None:
+            self.router.core.close()
+            if self.router.accessLog is not None:
+                self.router.accessLog.close()
+
+        return d.addBoth(closed)
+
+
+class _LazyHandler:
+    """
+    Forwards to the handler created once the port (and so the server's
+    metrics scope) is known.
+    """
+
+    def __init__(self, holder: Dict[str, Any]) -> None:
+        self.holder = holder
+
+    def handleRequest(self, exchange: Any) -> None:
+        self.holder["handler"].handleRequest(exchange)
+
+
+def _backlog(server: Any) -> int:
+    options = server.socketOptions
+    if options is not None and options.backlog:
+        return int(options.backlog)
+    return 1024
+
+
+__all__ = ["HttpRouter", "HttpRequestHandler", "BadRequest", "MultiService"]
