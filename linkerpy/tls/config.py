@@ -6,6 +6,7 @@ Typed TLS configuration for servers (C{servers[].tls}), clients
 
 from __future__ import annotations
 
+import re
 from typing import Iterator, Optional, Tuple
 
 import attrs
@@ -22,6 +23,37 @@ def _checkProtocols(value: Tuple[str, ...]) -> Optional[str]:
         return f"unknown TLS protocol(s) {bad}; expected some of {list(TLS_PROTOCOLS)}"
     if not value:
         return "must list at least one protocol"
+    indexes = sorted({TLS_PROTOCOLS.index(p) for p in value})
+    if indexes != list(range(indexes[0], indexes[-1] + 1)):
+        return (
+            f"protocols {list(value)} leave a gap; list a contiguous range of versions "
+            f"(OpenSSL enables everything between the oldest and the newest)"
+        )
+    return None
+
+
+_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+
+
+def checkServerNamePattern(pattern: str) -> Optional[str]:
+    """
+    Check one SNI server name: a host name, or C{*.} followed by a host name
+    (the wildcard stands for exactly one label).
+
+    @return: an error message, or L{None} when the pattern is valid.
+    """
+    name = pattern.lower().rstrip(".")
+    if name.startswith("*."):
+        name = name[2:]
+        if "." not in name:
+            return f"wildcard {pattern!r} must name at least two labels after '*.'"
+    if not name or len(name) > 253:
+        return f"{pattern!r} is not a host name"
+    for label in name.split("."):
+        if not _LABEL.match(label):
+            if "*" in label:
+                return f"{pattern!r}: '*' is only allowed as the whole leftmost label ('*.example.com')"
+            return f"{pattern!r} is not a host name"
     return None
 
 
@@ -35,6 +67,14 @@ class SniCertificate:
     certPath: str = setting(doc="PEM certificate")
     keyPath: str = setting(doc="PEM private key (PKCS#8 or PKCS#1)")
     intermediateCertsPath: Optional[str] = setting(None, doc="PEM chain sent after the certificate")
+
+    def validateConfig(self) -> Iterator[Tuple[str, str]]:
+        if not self.serverNames:
+            yield "serverNames", "must list at least one server name"
+        for i, pattern in enumerate(self.serverNames):
+            message = checkServerNamePattern(pattern)
+            if message:
+                yield f"serverNames[{i}]", message
 
 
 @attrs.frozen
@@ -50,7 +90,9 @@ class ServerTlsConfig:
     requireClientAuth: bool = setting(False, doc="demand a client certificate signed by caCertPath")
     protocols: Tuple[str, ...] = setting(("TLSv1.2", "TLSv1.3"), check=_checkProtocols, doc="enabled versions")
     ciphers: Optional[Tuple[str, ...]] = setting(None, doc="OpenSSL cipher names (TLS 1.2); default: OpenSSL's secure set")
-    alpnProtocols: Optional[Tuple[str, ...]] = setting(None, doc="ALPN protocols offered; default by router protocol")
+    alpnProtocols: Optional[Tuple[str, ...]] = setting(
+        None, doc="ALPN protocols accepted, most preferred first; default: what the router speaks"
+    )
     sni: Tuple[SniCertificate, ...] = setting((), doc="extra certificates chosen by server name")
     reloadIntervalMs: int = setting(1000, doc="how often certificate files are checked for changes (0 = never)")
     enabled: bool = setting(True, doc="accepted for Linkerd compatibility")
@@ -62,6 +104,16 @@ class ServerTlsConfig:
             yield "keyPath", "missing required key 'keyPath' for certPath"
         if self.requireClientAuth and self.caCertPath is None:
             yield "caCertPath", "requireClientAuth needs caCertPath (the CA that signs client certificates)"
+        if self.reloadIntervalMs < 0:
+            yield "reloadIntervalMs", "must be 0 (never reload) or a positive number of milliseconds"
+        seen = {}
+        for i, entry in enumerate(self.sni):
+            for j, pattern in enumerate(entry.serverNames):
+                key = pattern.lower().rstrip(".")
+                if key in seen:
+                    yield f"sni[{i}].serverNames[{j}]", f"{pattern!r} is already served by sni[{seen[key]}]"
+                else:
+                    seen[key] = i
 
 
 @attrs.frozen
