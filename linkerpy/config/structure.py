@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type
 import attrs
 
 from linkerpy.config.errors import ConfigError, Problem, joinPath
-from linkerpy.config.load import lineAt, lineOf
+from linkerpy.config.load import LineDict, lineAt, lineOf
 
 try:  # Python 3.9 has typing.Literal; keep the lookup explicit for clarity.
     from typing import Literal
@@ -137,10 +137,13 @@ def typeHints(cls: type) -> Dict[str, Any]:
     """
     hints = _hintsCache.get(cls)
     if hints is None:
-        module = sys.modules.get(cls.__module__)
-        globalns = dict(vars(module)) if module else {}
-        globalns.setdefault("Configured", Configured)
-        hints = dict(typing.get_type_hints(cls, globalns=globalns))
+        try:
+            hints = dict(typing.get_type_hints(cls))
+        except NameError:
+            module = sys.modules.get(cls.__module__)
+            globalns = dict(vars(module)) if module else {}
+            globalns.setdefault("Configured", Configured)
+            hints = dict(typing.get_type_hints(cls, globalns=globalns))
         for f in attrs.fields(cls):
             # Classes made with attrs.make_class carry types on the fields only.
             if f.name not in hints and f.type is not None and not isinstance(f.type, str):
@@ -385,9 +388,9 @@ class Structurer:
                 f"unknown {kindKey} {kind!r} for {_roleName(role)}{suggestion}; known: {known}",
                 lineOf(raw, kindKey),
             )
-        rest = type(raw)((k, v) for k, v in raw.items() if k != kindKey and k not in COMPAT_PLUGIN_KEYS)
-        rest.line = getattr(raw, "line", line)  # type: ignore[attr-defined]
-        rest.lines = getattr(raw, "lines", {})  # type: ignore[attr-defined]
+        rest = LineDict((k, v) for k, v in raw.items() if k != kindKey and k not in COMPAT_PLUGIN_KEYS)
+        rest.line = getattr(raw, "line", line)
+        rest.lines = getattr(raw, "lines", {})
         for k in COMPAT_PLUGIN_KEYS & set(raw):
             if not isinstance(raw[k], bool):
                 self.problem(joinPath(path, k), f"expected a boolean, got {_describe(raw[k])}", lineOf(raw, k))

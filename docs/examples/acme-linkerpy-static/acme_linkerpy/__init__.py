@@ -1,0 +1,3 @@
+"""
+An example third-party linkerpy plugin package.
+"""

@@ -1,0 +1,7 @@
+"""
+Dropin registering the example namer (import-light: only the descriptor).
+"""
+
+from acme_linkerpy.static import StaticNamerPlugin
+
+staticNamer = StaticNamerPlugin()
