@@ -27,7 +27,7 @@ from linkerpy.config.errors import ConfigError
 from linkerpy.telemetry.metrics import MetricsTree
 from linkerpy.tls.config import ServerTlsConfig, SniCertificate
 from linkerpy.tls.identity import negotiatedProtocol, peerCertificate, requestedServerName
-from linkerpy.tls.server import TlsServer, wrapServerFactory
+from linkerpy.tls.server import ServerTLS, wrapServerFactory
 from linkerpy.tls.testing import (
     CertFiles,
     ProbeClient,
@@ -52,13 +52,13 @@ class _Base(SynchronousTestCase):
     def leaf(self, stem: str, *names: str, **kw: Any) -> CertFiles:
         return writeLeaf(self.dir, stem, self.ca, *names, **kw)
 
-    def server(self, **kw: Any) -> TlsServer:
+    def server(self, **kw: Any) -> ServerTLS:
         kw.setdefault("certPath", self.default.cert)
         kw.setdefault("keyPath", self.default.key)
         alpn = kw.pop("alpn", None)
-        return TlsServer(ServerTlsConfig(**kw), self.clock, alpnProtocols=alpn, configPath="servers[0].tls")
+        return ServerTLS(ServerTlsConfig(**kw), self.clock, "servers[0].tls", alpn=alpn)
 
-    def seenNames(self, server: TlsServer, serverName: Any = None, **kw: Any) -> List[str]:
+    def seenNames(self, server: ServerTLS, serverName: Any = None, **kw: Any) -> List[str]:
         lb = loopbackTLS(server, ProbeClient(serverName, **kw))
         self.assertTrue(lb.clientApp.handshakeDone, lb.clientApp.lostReason)
         return altNamesOf(lb.peerCertificate())
@@ -69,7 +69,7 @@ class SniTests(_Base):
     Certificates chosen by server name.
     """
 
-    def sniServer(self) -> TlsServer:
+    def sniServer(self) -> ServerTLS:
         a = self.leaf("a", "a.example.com")
         wild = self.leaf("wild", "*.wild.example.com")
         exact = self.leaf("exact", "x.wild.example.com")
@@ -130,7 +130,7 @@ class SniTests(_Base):
         """
         a = self.leaf("a", "a.example.com")
         b = self.leaf("b", "b.example.com")
-        server = TlsServer(
+        server = ServerTLS(
             ServerTlsConfig(
                 sni=(SniCertificate(("a.example.com",), a.cert, a.key), SniCertificate(("b.example.com",), b.cert, b.key))
             ),
@@ -151,7 +151,7 @@ class SniTests(_Base):
 
     def test_certificateFor(self) -> None:
         """
-        L{TlsServer.certificateFor} reports the certificate a name would get.
+        L{ServerTLS.certificateFor} reports the certificate a name would get.
         """
         server = self.sniServer()
         self.assertEqual(altNamesOf(server.certificateFor("q.wild.example.com")), ["*.wild.example.com"])
@@ -163,7 +163,7 @@ class AlpnTests(_Base):
     ALPN negotiation.
     """
 
-    def negotiate(self, server: TlsServer, offered: Any) -> Any:
+    def negotiate(self, server: ServerTLS, offered: Any) -> Any:
         lb = loopbackTLS(server, ProbeClient("default.example.com", alpn=offered))
         self.assertTrue(lb.clientApp.handshakeDone, lb.clientApp.lostReason)
         self.assertEqual(negotiatedProtocol(lb.client), negotiatedProtocol(lb.serverApp.transport))
@@ -215,7 +215,7 @@ class ProtocolTests(_Base):
     Protocol versions and ciphers.
     """
 
-    def handshake(self, server: TlsServer, protocols: Any, **kw: Any) -> Any:
+    def handshake(self, server: ServerTLS, protocols: Any, **kw: Any) -> Any:
         return loopbackTLS(server, ProbeClient("default.example.com", protocols=protocols, **kw))
 
     def test_defaultFloor(self) -> None:
@@ -337,7 +337,7 @@ class KeyAndChainTests(_Base):
 
     def test_verifyObject(self) -> None:
         """
-        L{TlsServer} provides C{IOpenSSLServerConnectionCreator}.
+        L{ServerTLS} provides C{IOpenSSLServerConnectionCreator}.
         """
         self.assertTrue(verifyObject(IOpenSSLServerConnectionCreator, self.server()))
 
@@ -359,7 +359,7 @@ class KeyAndChainTests(_Base):
         that expires first.
         """
         metrics = MetricsTree()
-        TlsServer(
+        ServerTLS(
             ServerTlsConfig(certPath=self.default.cert, keyPath=self.default.key), self.clock, metrics=metrics
         )
         self.clock.advance(self.default.certificate.not_valid_after_utc.timestamp() - 100)
@@ -541,7 +541,7 @@ class ClientAuthTests(_Base):
         self.client = self.leaf("client", "client.example.com")
         self.stranger = writeLeaf(self.dir, "stranger", newCA(), "client.example.com")
 
-    def connect(self, server: TlsServer, cert: Any, protocols: Any = ("TLSv1.2", "TLSv1.3")) -> Any:
+    def connect(self, server: ServerTLS, cert: Any, protocols: Any = ("TLSv1.2", "TLSv1.3")) -> Any:
         lb = loopbackTLS(server, ProbeClient("default.example.com", clientCert=cert, protocols=protocols))
         lb.clientApp.transport.write(b"ping")
         lb.flush()
@@ -629,7 +629,7 @@ class ReloadTests(_Base):
         globalLogPublisher.addObserver(self.events.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
         self.metrics = MetricsTree()
-        self.tls = TlsServer(
+        self.tls = ServerTLS(
             ServerTlsConfig(
                 certPath=self.default.cert, keyPath=self.default.key, caCertPath=self.caPath, reloadIntervalMs=500
             ),
@@ -735,7 +735,7 @@ class ReloadTests(_Base):
         """
         otherCA = newCA()
         client = writeLeaf(self.dir, "client", otherCA, "client.example.com")
-        tls = TlsServer(
+        tls = ServerTLS(
             ServerTlsConfig(certPath=self.default.cert, keyPath=self.default.key, caCertPath=self.caPath, requireClientAuth=True),
             self.clock,
         )
@@ -764,7 +764,7 @@ class ReloadTests(_Base):
         C{reloadIntervalMs: 0} never polls.
         """
         clock = MemoryReactorClock()
-        tls = TlsServer(
+        tls = ServerTLS(
             ServerTlsConfig(certPath=self.default.cert, keyPath=self.default.key, reloadIntervalMs=0), clock
         )
         tls.startService()

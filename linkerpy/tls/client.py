@@ -5,7 +5,7 @@ L{ClientTlsConfig} and the capture variables of the matched client prefix.
 
 Use::
 
-    tlsClients = TlsClientFactory()
+    tlsClients = ClientTLSCreators(reactor)
     creator = tlsClients.creatorFor(config, {"service": "users"},
                                     configPath="routers[0].client.configs[1].tls")
     endpoint = wrapClientTLS(creator, HostnameEndpoint(reactor, host, port))
@@ -14,7 +14,7 @@ The origin's certificate chain is verified against C{trustCerts} /
 C{trustCertsBundle} (or the system's CAs when neither is given), and its
 subjectAltNames against C{commonName} with C{service_identity}.  When that
 fails the connection is lost with a L{TLSOriginationError} that says what was
-wrong; L{TlsClientCreator.explainFailure} explains every other TLS failure.
+wrong; L{ClientTLSCreator.explainFailure} explains every other TLS failure.
 There is never a fallback to plaintext.
 
 Contexts are built once per (configuration, ALPN list) and creators once per
@@ -119,7 +119,7 @@ class _Handshake:
 
     __slots__ = ("protocolRef", "creator", "failed", "nameChecked")
 
-    def __init__(self, tlsProtocol: Any, creator: "TlsClientCreator") -> None:
+    def __init__(self, tlsProtocol: Any, creator: "ClientTLSCreator") -> None:
         self.protocolRef = weakref.ref(tlsProtocol)
         self.creator = creator
         self.failed = False
@@ -174,7 +174,7 @@ def _verifyCallback(connection: SSL.Connection, x509: Any, errno: int, depth: in
 
 
 @implementer(IOpenSSLClientConnectionCreator)
-class TlsClientCreator:
+class ClientTLSCreator:
     """
     Makes TLS client connections to origins known by one name.
 
@@ -229,27 +229,30 @@ class TlsClientCreator:
         return explainTLSFailure(failure, self.serverName, self.protocols, self.hasClientCertificate)
 
     def __repr__(self) -> str:
-        return f"<TlsClientCreator {self.serverName!r} validate={self.validate}>"
+        return f"<ClientTLSCreator {self.serverName!r} validate={self.validate}>"
 
 
-class TlsClientFactory:
+class ClientTLSCreators:
     """
-    Builds and caches L{TlsClientCreator}s.
+    Builds and caches L{ClientTLSCreator}s.
 
     One instance per router (or per process) is enough; it is not thread
     safe (use it from the reactor thread).
     """
 
-    def __init__(self, maxCreators: int = 1000) -> None:
+    def __init__(self, reactor: Any = None, maxCreators: int = 1000) -> None:
         """
+        @param reactor: the reactor (kept for symmetry with the server side;
+            nothing is scheduled).
         @param maxCreators: how many creators (distinct substituted names) are
             kept; the least recently used are dropped beyond that.
         """
+        self._reactor = reactor
         self._maxCreators = maxCreators
         self._contexts: Dict[Tuple[ClientTlsConfig, Tuple[bytes, ...]], Tuple[SSL.Context, bool]] = {}
-        self._creators: "collections.OrderedDict[Any, TlsClientCreator]" = collections.OrderedDict()
+        self._creators: "collections.OrderedDict[Any, ClientTLSCreator]" = collections.OrderedDict()
 
-    def prepare(self, config: ClientTlsConfig, configPath: str = "tls", alpnProtocols: Sequence[bytes] = ()) -> None:
+    def prepare(self, config: ClientTlsConfig, configPath: str = "tls", alpn: Sequence[bytes] = ()) -> None:
         """
         Read the configured files now, so that problems are reported at
         start-up.
@@ -258,22 +261,27 @@ class TlsClientFactory:
             unreadable or not PEM, or the client key does not match.
         """
         if config.enabled:
-            self._contextFor(config, tuple(alpnProtocols), configPath)
+            self._contextFor(config, tuple(alpn), configPath)
 
     def creatorFor(
         self,
         config: ClientTlsConfig,
         captures: Optional[Mapping[str, str]] = None,
-        alpnProtocols: Sequence[bytes] = (),
+        address: Optional[Tuple[str, int]] = None,
+        *,
+        alpn: Sequence[bytes] = (),
         configPath: str = "tls",
-    ) -> Optional[TlsClientCreator]:
+    ) -> Optional[ClientTLSCreator]:
         """
         The creator for an origin.
 
         @param config: the client's C{tls} block.
         @param captures: the variables captured by the client prefix, for
             C{{var}} in C{commonName}.
-        @param alpnProtocols: protocols offered by ALPN, e.g. C{[b"h2"]}.
+        @param address: the origin's C{(host, port)}; with
+            C{disableValidation} and no C{commonName}, a host that is a DNS
+            name is sent as SNI.  Otherwise unused.
+        @param alpn: protocols offered by ALPN, e.g. C{[b"h2"]}.
         @param configPath: the key path of C{config}, used in errors.
         @return: the creator, or L{None} when C{enabled: false} (plaintext).
         @raise TLSOriginationError: the name cannot be built (missing
@@ -282,16 +290,25 @@ class TlsClientFactory:
         """
         if not config.enabled:
             return None
-        alpn = tuple(alpnProtocols)
-        name = substituteCommonName(config.commonName, captures) if config.commonName is not None else None
-        key = (config, name, alpn)
+        offered = tuple(alpn)
+        if config.commonName is not None:
+            name: Optional[str] = substituteCommonName(config.commonName, captures)
+        elif not config.disableValidation:
+            raise TLSOriginationError(
+                "client TLS needs a commonName to verify the origin (or disableValidation: true)", BAD_NAME
+            )
+        elif address is not None and not _isIPAddress(address[0]) and isValidServerName(address[0]):
+            name = address[0]
+        else:
+            name = None
+        key = (config, name, offered)
         creator = self._creators.get(key)
         if creator is not None:
             self._creators.move_to_end(key)
             return creator
-        context, hasClientCertificate = self._contextFor(config, alpn, configPath)
-        creator = TlsClientCreator(
-            context, name, not config.disableValidation, config.protocols, hasClientCertificate, alpn
+        context, hasClientCertificate = self._contextFor(config, offered, configPath)
+        creator = ClientTLSCreator(
+            context, name, not config.disableValidation, config.protocols, hasClientCertificate, offered
         )
         self._creators[key] = creator
         if len(self._creators) > self._maxCreators:
@@ -307,7 +324,7 @@ class TlsClientFactory:
 
 
 def buildClientContext(
-    config: ClientTlsConfig, alpnProtocols: Sequence[bytes] = (), configPath: str = "tls"
+    config: ClientTlsConfig, alpn: Sequence[bytes] = (), configPath: str = "tls"
 ) -> Tuple[SSL.Context, bool]:
     """
     The OpenSSL context for a client configuration.
@@ -356,8 +373,8 @@ def buildClientContext(
             ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _verifyCallback)
         if identity is not None:
             useIdentity(ctx, identity)
-        if alpnProtocols:
-            ctx.set_alpn_protos(list(alpnProtocols))
+        if alpn:
+            ctx.set_alpn_protos(list(alpn))
     except SSL.Error as e:
         raise ConfigError([Problem(configPath, f"OpenSSL refused the configuration: {e}")])
     return ctx, identity is not None
@@ -376,3 +393,19 @@ def describeClient(config: ClientTlsConfig) -> str:
         parts.append("client certificate")
     parts.append(describeProtocols(config.protocols))
     return ", ".join(parts)
+
+
+def wrapClientFactory(factory: Any, creator: ClientTLSCreator, clock: Any) -> Any:
+    """
+    Wrap a client protocol factory so that its connections speak TLS.
+
+    @param factory: the plaintext protocol factory.
+    @param creator: from L{ClientTLSCreators.creatorFor}.
+    @param clock: the reactor; the TLS layer batches small writes until the
+        next reactor turn with it (without it Twisted uses the global
+        reactor).
+    @return: a C{TLSMemoryBIOFactory} to connect with.
+    """
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    return TLSMemoryBIOFactory(creator, True, factory, clock=clock)

@@ -22,7 +22,7 @@ def peerCertificate(transport: Any) -> Optional[x509.Certificate]:
     The client certificate of a TLS server connection, if the client sent
     one.
 
-    A server built from a L{linkerpy.tls.server.TlsServer} only asks for
+    A server built from a L{linkerpy.tls.server.ServerTLS} only asks for
     client certificates when C{caCertPath} is set, and then refuses the
     handshake unless the certificate verifies against it; so a certificate
     returned here has been verified.

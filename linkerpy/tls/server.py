@@ -6,8 +6,8 @@ certificates, and certificates re-read when their files change.
 
 Use::
 
-    tls = TlsServer(config, reactor, alpnProtocols=[b"h2", b"http/1.1"],
-                    configPath="routers[0].servers[0].tls")
+    tls = ServerTLS(config, reactor, "routers[0].servers[0].tls",
+                    alpn=[b"h2", b"http/1.1"])
     tls.setServiceParent(routerService)          # polls for new certificates
     endpoint.listen(wrapServerFactory(factory, tls))
 
@@ -66,7 +66,7 @@ class _Slot:
 
 
 @implementer(IOpenSSLServerConnectionCreator)
-class TlsServer(Service):
+class ServerTLS(Service):
     """
     The server side of TLS for one server (or the admin server).
 
@@ -88,17 +88,18 @@ class TlsServer(Service):
         self,
         config: ServerTlsConfig,
         reactor: Any,
-        *,
-        alpnProtocols: Optional[Sequence[bytes]] = None,
         configPath: str = "tls",
+        *,
+        alpn: Optional[Sequence[bytes]] = None,
         metrics: Optional[MetricsTree] = None,
     ) -> None:
         """
         @param config: the C{tls} block of the server.
         @param reactor: provides C{IReactorTime} (polling for reloads).
-        @param alpnProtocols: what the router speaks, e.g. C{[b"h2",
-            b"http/1.1"]}; C{config.alpnProtocols} overrides it.
         @param configPath: the key path of C{config}, used in errors.
+        @param alpn: the ALPN protocols the router speaks, most preferred
+            first, e.g. C{[b"h2", b"http/1.1"]}; C{config.alpnProtocols}
+            overrides it.
         @param metrics: a scope for C{reloads}, C{reload_failures} and
             C{expires_in_s} (seconds until the first served certificate
             expires).
@@ -110,10 +111,8 @@ class TlsServer(Service):
         self.clock = reactor
         self._configPath = configPath
         if config.alpnProtocols is not None:
-            alpn: Sequence[bytes] = [p.encode("ascii") for p in config.alpnProtocols]
-        else:
-            alpn = alpnProtocols or ()
-        self.alpnProtocols: Tuple[bytes, ...] = tuple(alpn)
+            alpn = [p.encode("ascii") for p in config.alpnProtocols]
+        self.alpnProtocols: Tuple[bytes, ...] = tuple(alpn or ())
         self._sessionId = hashlib.sha256(configPath.encode("utf-8")).digest()[:32]
         self._loop: Optional[LoopingCall] = None
 
@@ -376,12 +375,12 @@ def _sslReasons(error: SSL.Error) -> str:
         return str(error)
 
 
-def wrapServerFactory(factory: Any, tlsServer: TlsServer) -> TLSMemoryBIOFactory:
+def wrapServerFactory(factory: Any, tlsServer: ServerTLS) -> TLSMemoryBIOFactory:
     """
     Wrap a server protocol factory so that its connections speak TLS.
 
     The wrapped factory must not provide
-    C{IProtocolNegotiationFactory}: give ALPN protocols to L{TlsServer}.
+    C{IProtocolNegotiationFactory}: give ALPN protocols to L{ServerTLS}.
 
     The TLS layer batches small writes until the next reactor turn, using
     the reactor given to C{tlsServer}.

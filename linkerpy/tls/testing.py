@@ -220,7 +220,7 @@ class Echo(Recorder):
         self.transport.write(data)
 
 
-@attrs.define
+@attrs.define(slots=False)
 class LoopbackTLS:
     """
     Both ends of an in-memory TLS connection.
