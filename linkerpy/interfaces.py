@@ -273,19 +273,46 @@ class ILoadBalancerPlugin(IPluginKind):
 class ILoadBalancer(Interface):
     """
     Picks an endpoint for each request among the live, weighted endpoints.
+
+    Built-in balancers are in L{linkerpy.client.balancers}.  The client that
+    owns a balancer calls L{update} when its address set changes, L{pick}
+    once per request attempt, L{record} when the attempt finishes, and
+    L{close} when it drops the balancer (e.g. replaced after a policy
+    change).
     """
 
     def update(endpoints):
         """
-        Replace the endpoint set (called when the address set changes).
+        Replace the endpoint set (called when the address set changes, or
+        when endpoint weights change).  Work that does not depend on the
+        request (weights, indexes) is done here, not in L{pick}.
 
         @param endpoints: a sequence of L{linkerpy.client.endpoint.Endpoint}.
         """
 
     def pick():
         """
-        @return: an available L{linkerpy.client.endpoint.Endpoint}, or C{None}
-            if there is none (the caller answers "no endpoints").
+        Called once per request attempt: O(1) or O(log n).
+
+        Unavailable endpoints (C{endpoint.available} false: marked dead by
+        failure accrual, or busy with a probe) are skipped.  When no
+        endpoint is available the balancer I{fails open}: it picks among all
+        endpoints (by weight), as Finagle does, rather than failing.
+
+        @return: an L{linkerpy.client.endpoint.Endpoint}, or C{None} if the
+            endpoint set is empty (the caller answers "no endpoints").
+        """
+
+    def record(endpoint, latencyMs):
+        """
+        An attempt sent to C{endpoint} (a result of L{pick}) finished after
+        C{latencyMs} milliseconds, successfully or not.  Latency-aware
+        balancers (C{ewma}) learn from it; others ignore it.
+        """
+
+    def close():
+        """
+        Stop observing the endpoints; the balancer is not used again.
         """
 
 
