@@ -170,23 +170,30 @@ class AdminService(Service):
     def __init__(self, linker: Linker):
         self.linker = linker
         self.port: Any = None
+        self.tls: Any = None
+        if linker.config.admin.tls is not None:
+            from linkerpy.tls.server import ServerTLS
+
+            self.tls = ServerTLS(linker.config.admin.tls, linker.reactor, "admin.tls", alpn=[b"http/1.1"])
 
     def startService(self) -> None:
         super().startService()
         admin = self.linker.config.admin
         site = self.linker.adminSite()
-        if admin.tls is not None:
-            from linkerpy.tls.server import serverContextFactory
+        factory: Any = site
+        if self.tls is not None:
+            from linkerpy.tls.server import wrapServerFactory
 
-            factory = serverContextFactory(admin.tls, self.linker.reactor, "admin.tls")
-            self.port = self.linker.reactor.listenSSL(admin.port, site, factory, interface=admin.ip)
-        else:
-            self.port = self.linker.reactor.listenTCP(admin.port, site, interface=admin.ip)
+            self.tls.startService()
+            factory = wrapServerFactory(site, self.tls)
+        self.port = self.linker.reactor.listenTCP(admin.port, factory, interface=admin.ip)
         address = self.port.getHost()
         log.info("admin listening on {host}:{port}", host=address.host, port=address.port)
 
     def stopService(self) -> Any:
         super().stopService()
+        if self.tls is not None and self.tls.running:
+            self.tls.stopService()
         if self.port is not None:
             port, self.port = self.port, None
             return port.stopListening()

@@ -67,25 +67,46 @@ def loadOrExit(path: str, check: bool = False, out: Any = None, err: Any = None)
         err.flush()
         raise SystemExit(1)
     if check:
+        # Build everything (without starting it) so files the config points
+        # at (TLS certificates, dtab files...) are checked too.
+        buildOrExit(config, path, err)
         out.write(f"{path}: ok: {config.summary()}\n")
         out.flush()
         raise SystemExit(0)
     return config
 
 
-def makeService(options: Options) -> Any:
+def buildOrExit(config: Any, path: Optional[str] = None, err: Any = None) -> Any:
     """
-    Build the L{linkerpy.linker.Linker} for a parsed configuration.
+    Build the L{linkerpy.linker.Linker} (opening no port); on a
+    configuration problem found while building, print it and exit 1.
     """
     from twisted.internet import reactor
 
     from linkerpy.linker import Linker
     from linkerpy.plugins.registry import defaultRegistry
 
+    err = err or sys.stderr
+    try:
+        return Linker(config, defaultRegistry(), reactor, configPath=path)
+    except ConfigError as e:
+        if e.source is None:
+            e.source = path
+        err.write(e.render() + "\n")
+        err.flush()
+        raise SystemExit(1)
+
+
+def makeService(options: Options) -> Any:
+    """
+    Build the L{linkerpy.linker.Linker} for a parsed configuration.
+    """
     config = options.linkerConfig
     workers: Optional[int] = options["workers"] or config.workers
     if workers and workers > 1:
+        from twisted.internet import reactor
+
         from linkerpy.workers import WorkerPool
 
         return WorkerPool(options["config"], workers, config, reactor)
-    return Linker(config, defaultRegistry(), reactor, configPath=options["config"])
+    return buildOrExit(config, options["config"])

@@ -42,6 +42,9 @@ class ConfigError(Exception):
         self.source = source
         super().__init__(self.render())
 
+    def __str__(self) -> str:
+        return self.render()
+
     def render(self) -> str:
         head = f"invalid configuration{f' in {self.source}' if self.source else ''}"
         if len(self.problems) == 1:

@@ -191,7 +191,7 @@ class HttpProtocolAdapter(ProtocolAdapter):
                 kwargs["idleTimeout"] = pool.idleTimeMs / 1000.0
         if session is not None:
             if session.idleTimeMs is not None:
-                kwargs["idleTimeout"] = session.idleTimeMs / 1000.0
+                kwargs["sessionIdleTimeout"] = session.idleTimeMs / 1000.0
             if session.lifeTimeMs is not None:
                 kwargs["lifeTime"] = session.lifeTimeMs / 1000.0
         return HTTPConnectionPool(

@@ -61,8 +61,9 @@ class HttpServerConfig(ServerConfig):
     maxCallDepth: int = setting(1000, check=checks.positive, doc="requests with more Via entries get 400 (proxy loops)")
     requestHeadTimeoutMs: int = setting(30000, check=checks.positive, doc="a request head must arrive within this (408)")
     bodyIdleTimeoutMs: int = setting(60000, check=checks.positive, doc="a request body may pause this long")
-    keepAliveIdleTimeMs: int = setting(300000, check=checks.positive, doc="idle keep-alive connections close after this")
-    drainCloseIdle: bool = setting(True, doc="on shutdown, close idle keep-alive connections at once")
+    keepAliveIdleTimeMs: int = setting(
+        300000, check=checks.positive, doc="idle keep-alive connections close after this (serverSession.idleTimeMs wins)"
+    )
 
 
 @attrs.frozen

@@ -17,13 +17,13 @@ import random
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
-from twisted.application.service import MultiService, Service
+from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from linkerpy.errors import BadRequest, RoutingError, UnidentifiedRequest, messageFor, statusFor
+from linkerpy.errors import RoutingError, UnidentifiedRequest, messageFor, statusFor
 from linkerpy.interfaces import IRouter
 from linkerpy.protocol.http import l5d
 from linkerpy.protocol.http.adapter import HttpProtocolAdapter
@@ -238,6 +238,18 @@ class HttpRouter:
             identifier.plugin.newIdentifier(identifier.config, config.dstPrefix, context.child(identifier.path), "http")
             for identifier in config.identifier
         ]
+        self.serverTLS: Dict[int, Any] = {}
+        for i, server in enumerate(config.servers):
+            if server.tls is not None:
+                from linkerpy.tls.server import ServerTLS
+
+                self.serverTLS[i] = ServerTLS(
+                    server.tls,
+                    self.reactor,
+                    f"{context.configPath}.servers[{i}].tls",
+                    alpn=[b"http/1.1"],
+                    metrics=self.metrics.scope("tls", str(i)),
+                )
         self.accessLog = None
         if config.httpAccessLog:
             from linkerpy.protocol.http.accesslog import AccessLog
@@ -274,13 +286,17 @@ class HttpRouter:
         return out
 
 
-class HttpRouterService(Service):
+class HttpRouterService(MultiService):
     """
-    Opens the router's servers; drains them on stop.
+    Opens the router's servers (its children reload TLS certificates);
+    drains them on stop.
     """
 
     def __init__(self, router: HttpRouter) -> None:
+        super().__init__()
         self.router = router
+        for tls in router.serverTLS.values():
+            tls.setServiceParent(self)
         self.ports: List[Any] = []
         self.factories: List[Any] = []
         self._draining: Optional[Deferred] = None
@@ -314,26 +330,26 @@ class HttpRouterService(Service):
             keepAliveTimeout=(server.serverSession.idleTimeMs or server.keepAliveIdleTimeMs) / 1000.0,
             lifeTime=(server.serverSession.lifeTimeMs / 1000.0) if server.serverSession.lifeTimeMs else None,
         )
-        holder: Dict[str, Any] = {}
         factory = HTTPServerFactory(
-            _LazyHandler(holder),
+            None,
             limits=limits,
             timeouts=timeouts,
             clock=router.reactor,
             maxConnections=server.maxConnections,
         )
         wrapped: Any = factory
-        if server.tls is not None:
-            from linkerpy.tls.server import ServerTLS, wrapServerFactory
+        if index in router.serverTLS:
+            from linkerpy.tls.server import wrapServerFactory
 
-            tls = ServerTLS(server.tls, router.reactor, f"{router.context.configPath}.servers[{index}].tls", alpn=[b"http/1.1"])
-            wrapped = wrapServerFactory(factory, tls)
+            wrapped = wrapServerFactory(factory, router.serverTLS[index])
         port = router.reactor.listenTCP(server.port, wrapped, interface=server.ip, backlog=_backlog(server))
         address = port.getHost()
         scopeName = server.label or f"{address.host}/{address.port}"
         scope = router.metrics.scope("server", scopeName)
         factory.setMetrics(scope)
-        holder["handler"] = HttpRequestHandler(router, server, ServerStats(scope))
+        # The handler needs the bound port for its metrics scope; no
+        # connection can be accepted before this method returns.
+        factory.handler = HttpRequestHandler(router, server, ServerStats(scope))
         self.ports.append(port)
         self.factories.append(factory)
         log.info(
@@ -349,30 +365,17 @@ class HttpRouterService(Service):
         return self._draining
 
     def stopService(self) -> Deferred:
-        super().stopService()
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
         d = self.drain(self.router.config.bindingTimeoutMs / 1000.0)
 
-        def closed(_: Any) -> None:
+        def closed(_: Any) -> Any:
             self.router.core.close()
             if self.router.accessLog is not None:
                 self.router.accessLog.close()
+            return MultiService.stopService(self)
 
         return d.addBoth(closed)
-
-
-class _LazyHandler:
-    """
-    Forwards to the handler created once the port (and so the server's
-    metrics scope) is known.
-    """
-
-    def __init__(self, holder: Dict[str, Any]) -> None:
-        self.holder = holder
-
-    def handleRequest(self, exchange: Any) -> None:
-        self.holder["handler"].handleRequest(exchange)
 
 
 def _backlog(server: Any) -> int:
@@ -382,4 +385,4 @@ def _backlog(server: Any) -> int:
     return 1024
 
 
-__all__ = ["HttpRouter", "HttpRequestHandler", "BadRequest", "MultiService"]
+__all__ = ["HttpRouter", "HttpRequestHandler"]

@@ -1,0 +1,3 @@
+"""
+Demo services for trying linkerpy out.
+"""
