@@ -135,7 +135,7 @@ class TLSOriginationFailed(RoutingError):
 class RequestTimeout(RoutingError):
     """
     A timeout fired (503): C{kind} is C{total}, C{attempt}, C{binding},
-    C{connect} or C{deadline}.
+    C{connect}, C{deadline} or C{server}.
     """
 
     status = 503
@@ -146,6 +146,7 @@ class RequestTimeout(RoutingError):
         "binding": "binding timeout (bindingTimeoutMs) while binding the name",
         "connect": "connect timeout (connectTimeoutMs) while connecting",
         "deadline": "the request's deadline (l5d-ctx-deadline) while waiting for a response",
+        "server": "server timeout (servers[].timeoutMs) while waiting for a response",
     }
 
     def __init__(self, kind: str, milliseconds: float, service: str = "", client: str = ""):

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from linkerpy.admin.resources import (
     JSONResource,
     MetricsJSONResource,
+    PolicyResource,
     ShutdownResource,
     TextResource,
     endpointIndex,
@@ -96,6 +97,7 @@ class Linker(MultiService):
         root.mount("/admin/metrics.json", metrics)
         root.mount("/metrics.json", metrics)
         root.mount("/admin/shutdown", ShutdownResource(self.shutdown, self.reactor))
+        root.mount("/admin/policy.json", PolicyResource(self.routerByLabel))
         for path, resource in self.namingResources().items():
             root.mount(path, resource)
         for router in self.routers:
@@ -125,6 +127,15 @@ class Linker(MultiService):
         for router in self.routers:
             if label is None or router.label == label:
                 return router.interpreter(), router.baseDtab()
+        return None
+
+    def routerByLabel(self, label: Optional[str]) -> Any:
+        """
+        The router with C{label}, or the first router for C{None}.
+        """
+        for router in self.routers:
+            if label is None or router.label == label:
+                return router
         return None
 
     def adminSite(self) -> AdminSite:

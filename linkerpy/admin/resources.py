@@ -127,3 +127,39 @@ def endpointIndex(paths: Dict[str, Any]) -> str:
     The text of C{/admin}: one endpoint per line.
     """
     return "".join(f"{p}\n" for p in sorted(paths))
+
+
+class PolicyResource(Resource):
+    """
+    C{GET /admin/policy.json?path=/svc/hello[&router=<label>]}: the effective
+    service policy for a name (which entries matched, the folded result and
+    where it came from); C{client=/#/io.l5d.fs/hello} does the same for a
+    client name.
+    """
+
+    isLeaf = True
+
+    def __init__(self, lookup: Callable[[Optional[str]], Any]):
+        super().__init__()
+        self.lookup = lookup
+
+    def render_GET(self, request: Any) -> bytes:
+        from linkerpy.naming import Path
+
+        label = queryArg(request, "router")
+        router = self.lookup(label)
+        if router is None:
+            return writeJSON(request, {"error": f"no router {label!r}"}, status=404)
+        service = queryArg(request, "path")
+        client = queryArg(request, "client")
+        if (service is None) == (client is None):
+            return writeJSON(request, {"error": "give exactly one of path=/svc/... or client=/..."}, status=400)
+        text = service if service is not None else client
+        if len(text or "") > 4096:
+            return writeJSON(request, {"error": "path too long"}, status=400)
+        try:
+            path = Path.read(text or "")
+        except ValueError as e:
+            return writeJSON(request, {"error": f"Invalid path: {e}"}, status=400)
+        scope = "service" if service is not None else "client"
+        return writeJSON(request, router.policyFor(path, scope), pretty=truthy(queryArg(request, "pretty")))

@@ -451,6 +451,19 @@ class RoutingCore:
             self.clients.move_to_end(bound.id)
         return client
 
+    def describePolicy(self, path: Path, scope: str = SERVICE) -> Dict[str, Any]:
+        """
+        The effective policy of a service or client name: matched entries,
+        folded keys, captures and the policy source.
+        """
+        entries = self.serviceEntries if scope == SERVICE else self.clientEntries
+        source = self.serviceSource if scope == SERVICE else self.clientSource
+        out = fold(entries.sample(), path).describe()
+        out["router"] = self.label
+        out["scope"] = scope
+        out["source"] = source.describe()
+        return out
+
     def expireIdle(self) -> None:
         """
         Close routes and clients unused for C{bindingCache.idleTtlSecs}.

@@ -73,6 +73,11 @@ class HttpRequestHandler:
         self.accessLog = router.accessLog
         self.inFlight = 0
         self.maxConcurrent = server.maxConcurrentRequests
+        self.serverTimeout = None
+        if server.timeoutMs:
+            from linkerpy.policy.modules.timeouts import TimeoutModule
+
+            self.serverTimeout = TimeoutModule("server", server.timeoutMs, self.reactor, "", isClient=False)
 
     # -- request path -----------------------------------------------------------
 
@@ -91,7 +96,10 @@ class HttpRequestHandler:
             return
         self.inFlight += 1
         route = self.core.routeFor(call.path, call.localDtab)
-        d = route.call(call)
+        if self.serverTimeout is None:
+            d = route.call(call)
+        else:
+            d = self.serverTimeout.wrap(route.call)(call)
         d.addCallbacks(self.respond, self.failed, callbackArgs=(call,), errbackArgs=(call,))
 
     def prepare(self, call: HttpCall, exchange: Any) -> None:
@@ -274,16 +282,12 @@ class HttpRouter:
     def drain(self, graceSeconds: float) -> Deferred:
         return self._service.drain(graceSeconds)
 
-    def policyFor(self, path: Any) -> Dict[str, Any]:
+    def policyFor(self, path: Any, scope: str = "service") -> Dict[str, Any]:
         """
-        The effective service policy for a name (for C{/admin/policy.json}).
+        The effective service (or client) policy for a name, for
+        C{/admin/policy.json}.
         """
-        from linkerpy.policy.entries import fold
-
-        folded = fold(self.core.serviceEntries.sample(), path)
-        out = folded.describe()
-        out["source"] = self.core.serviceSource.describe()
-        return out
+        return self.core.describePolicy(path, scope)
 
 
 class HttpRouterService(MultiService):
