@@ -36,9 +36,9 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from linkerpy.config.errors import ConfigError, Problem, joinPath
+from linkerpy.config.errors import ConfigError, Problem
 from linkerpy.tls.config import ClientTlsConfig
-from linkerpy.tls.contexts import describeProtocols, newContext, trustCertificates, useIdentity
+from linkerpy.tls.contexts import describeProtocols, newContext, setCiphers, trustCertificates, useIdentity
 from linkerpy.tls.errors import (
     BAD_NAME,
     TLSOriginationError,
@@ -375,6 +375,7 @@ def buildClientContext(
             useIdentity(ctx, identity)
         if alpn:
             ctx.set_alpn_protos(list(alpn))
+        setCiphers(ctx, config.protocols)
     except SSL.Error as e:
         raise ConfigError([Problem(configPath, f"OpenSSL refused the configuration: {e}")])
     return ctx, identity is not None

@@ -95,17 +95,16 @@ def checkCiphers(ciphers: Sequence[str]) -> List[Tuple[int, str]]:
     return problems
 
 
-def newContext(
-    protocols: Sequence[str],
-    ciphers: Optional[Sequence[str]] = None,
-    server: bool = False,
-) -> SSL.Context:
+def newContext(protocols: Sequence[str], server: bool = False) -> SSL.Context:
     """
     A fresh context with linkerpy's baseline: TLS only (no SSLv2/3), no
-    compression, no renegotiation, the given version range and ciphers.
+    compression, no renegotiation, the given version range.
+
+    Call L{setCiphers} last, once everything else is configured: some
+    pyOpenSSL releases treat a context whose cipher list was set as used,
+    and refuse (or warn about) later changes.
 
     @param protocols: enabled versions (names from L{TLS_PROTOCOLS}).
-    @param ciphers: OpenSSL cipher names, or L{None} for L{DEFAULT_CIPHERS}.
     @param server: prefer the server's cipher order.
     """
     ctx = SSL.Context(SSL.TLS_METHOD)
@@ -117,6 +116,15 @@ def newContext(
     low, high = protocolRange(protocols)
     ctx.set_min_proto_version(low)
     ctx.set_max_proto_version(high)
+    return ctx
+
+
+def setCiphers(ctx: SSL.Context, protocols: Sequence[str], ciphers: Optional[Sequence[str]] = None) -> None:
+    """
+    Set the cipher suites (and, for TLS 1.0/1.1, OpenSSL's security level 0).
+
+    @param ciphers: OpenSSL cipher names, or L{None} for L{DEFAULT_CIPHERS}.
+    """
     legacy = usesLegacyProtocols(protocols)
     if ciphers:
         old, modern = splitCiphers(ciphers)
@@ -129,7 +137,6 @@ def newContext(
         # OpenSSL 3 disables TLS 1.0/1.1 (SHA-1 signatures) above level 0.
         cipherString += ":@SECLEVEL=0"
     ctx.set_cipher_list(cipherString.encode("ascii"))
-    return ctx
 
 
 # pyOpenSSL >= 24.3 takes cryptography objects (and deprecates its own);

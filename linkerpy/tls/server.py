@@ -34,7 +34,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from linkerpy.config.errors import ConfigError, Problem, joinPath
 from linkerpy.telemetry.metrics import MetricsTree
 from linkerpy.tls.config import ServerTlsConfig
-from linkerpy.tls.contexts import checkCiphers, newContext, trustCertificates, useIdentity
+from linkerpy.tls.contexts import checkCiphers, newContext, setCiphers, trustCertificates, useIdentity
 from linkerpy.tls.pem import (
     Identity,
     IdentityFiles,
@@ -239,7 +239,7 @@ class ServerTLS(Service):
 
     def _buildContext(self, identity: Identity) -> SSL.Context:
         config = self.config
-        ctx = newContext(config.protocols, config.ciphers, server=True)
+        ctx = newContext(config.protocols, server=True)
         useIdentity(ctx, identity)
         ctx.set_session_id(self._sessionId)
         if self._trust:
@@ -254,6 +254,7 @@ class ServerTLS(Service):
             ctx.set_alpn_select_callback(self._selectAlpn)
         if len(self._slots) > 1:
             ctx.set_tlsext_servername_callback(self._onServerName)
+        setCiphers(ctx, config.protocols, config.ciphers)
         return ctx
 
     # Reloading

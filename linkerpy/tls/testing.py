@@ -160,10 +160,6 @@ class ProbeClient:
         versions = sorted(PROTOCOL_VERSIONS[p] for p in protocols)
         ctx.set_min_proto_version(versions[0])
         ctx.set_max_proto_version(versions[-1])
-        if versions[0] < SSL.TLS1_2_VERSION:
-            ctx.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
-        elif ciphers:
-            ctx.set_cipher_list(ciphers.encode("ascii"))
         ctx.set_verify(SSL.VERIFY_NONE)
         if alpn:
             ctx.set_alpn_protos(list(alpn))
@@ -174,6 +170,10 @@ class ProbeClient:
                 with open(clientCert.chain, "rb") as f:
                     for c in x509.load_pem_x509_certificates(f.read()):
                         ctx.add_extra_chain_cert(crypto.X509.from_cryptography(c))
+        if versions[0] < SSL.TLS1_2_VERSION:
+            ctx.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
+        elif ciphers:
+            ctx.set_cipher_list(ciphers.encode("ascii"))
         self._ctx = ctx
         self._serverName = serverName
 
