@@ -39,7 +39,7 @@ from linkerpy.protocol.http.errors import (
 from linkerpy.protocol.http.framing import ChunkedDecoder
 from linkerpy.protocol.http.message import RequestHead, ResponseHead
 from linkerpy.protocol.http.parser import DEFAULT_LIMITS, HeadLimits, checkPartialHead, parseResponseHead
-from linkerpy.protocol.http.stream import EMPTY_BODY, ConnectionBody
+from linkerpy.protocol.http.stream import EMPTY_BODY, BytesBody, ConnectionBody
 
 __all__ = ["HTTPClientProtocol", "ClientResponse"]
 
@@ -415,7 +415,18 @@ class HTTPClientProtocol(Protocol):
         self._keepAlive = head.keepAlive
         self._listener = None
         if hasBody:
-            body = self._body = ConnectionBody(self, head.contentLength)
+            length = head.contentLength
+            if length is not None and len(rest) >= length:
+                # The whole body is here (the common small response): no
+                # streaming machinery needed.
+                if len(rest) > length:
+                    self._keepAlive = False
+                    rest = rest[:length]
+                self._phase = _R_DONE
+                self._responseDone()
+                listener._responseReceived(ClientResponse(head, BytesBody(rest), None, self.address))
+                return
+            body = self._body = ConnectionBody(self, length)
             self._phase = _R_BODY
             if head.chunked:
                 self._decoder = ChunkedDecoder(self._limits)

@@ -158,6 +158,9 @@ class ConnectTimeout(ConnectionFailed):
 
     summary = "connect timed out to"
 
+    #: the connect timeout that expired, in milliseconds (set by the pool)
+    timeoutMs: "int | None" = None
+
 
 class TLSHandshakeFailed(ConnectionFailed):
     """

@@ -40,6 +40,8 @@ def _cleanHeaders(headers: Headers) -> bytes:
     Serialise response headers, dropping hop-by-hop and framing fields (the
     exchange writes its own).
     """
+    if headers._clean:
+        return headers.serialize()
     items = headers._items
     for item in items:
         if item[0] in _STRIP:

@@ -47,6 +47,8 @@ HOP_BY_HOP = frozenset(
 #: Fields that carry message framing; the message head owns them.
 FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 
+_UNCLEAN = HOP_BY_HOP | FRAMING
+
 #: Fields a C{Connection} header may not remove (they are end-to-end and
 #: needed for routing or framing); naming them in C{Connection} is ignored.
 PROTECTED = frozenset({b"host", b"content-length", b"transfer-encoding"})
@@ -87,13 +89,16 @@ class Headers:
     fills L{_items} directly) and to serialise.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_clean")
 
     def __init__(self, pairs: Optional[Iterable[Tuple[bytes, bytes]]] = None) -> None:
         """
         @param pairs: initial C{(name, value)} pairs; each is validated.
         """
         self._items: List[Tuple[bytes, bytes, bytes]] = []
+        #: C{True} while no hop-by-hop or framing field is present (the
+        #: parser's output); lets writers skip a scan.
+        self._clean = False
         if pairs is not None:
             for name, value in pairs:
                 self.add(name, value)
@@ -105,6 +110,7 @@ class Headers:
         """
         h = cls.__new__(cls)
         h._items = items
+        h._clean = True
         return h
 
     # -- reading -----------------------------------------------------------
@@ -182,7 +188,10 @@ class Headers:
             raise ValueError(f"invalid header name {name!r}")
         if _VALUE.match(value) is None:
             raise ValueError(f"invalid header value {value!r}")
-        self._items.append((name.lower(), name, value))
+        lname = name.lower()
+        if lname in _UNCLEAN:
+            self._clean = False
+        self._items.append((lname, name, value))
 
     def set(self, name: bytes, value: bytes) -> None:
         """
@@ -194,6 +203,8 @@ class Headers:
         if _VALUE.match(value) is None:
             raise ValueError(f"invalid header value {value!r}")
         lname = name.lower()
+        if lname in _UNCLEAN:
+            self._clean = False
         items = self._items
         for i, item in enumerate(items):
             if item[0] == lname:
@@ -239,7 +250,9 @@ class Headers:
         """
         A shallow copy (the tuples are immutable).
         """
-        return Headers._trusted(list(self._items))
+        h = Headers._trusted(list(self._items))
+        h._clean = self._clean
+        return h
 
     # -- serialisation -----------------------------------------------------
 

@@ -36,18 +36,14 @@ __all__ = [
 ]
 
 _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-_VCHAR = rb"[\x21-\x7e\x80-\xff]"
-_FIELD_SRC = (
-    rb"(" + _TCHAR + rb"+):[ \t]*((?:" + _VCHAR + rb"+(?:[ \t]+" + _VCHAR + rb"+)*)?)[ \t]*\r\n"
-)
-#: One header field line, CRLF included; groups: name, value (OWS stripped).
-_FIELD = re.compile(_FIELD_SRC)
-#: A whole field block (every line well formed).
-_FIELDS_OK = re.compile(
-    rb"(?:" + _TCHAR + rb"+:[ \t]*(?:" + _VCHAR + rb"+(?:[ \t]+" + _VCHAR + rb"+)*)?[ \t]*\r\n)*\Z"
-)
 
-_REQUEST_LINE = re.compile(rb"(" + _TCHAR + rb"+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])\Z")
+#: Token characters (method, field names), for C{bytes.translate} checks.
+_TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+#: Bytes allowed anywhere in a field block: HTAB, SP, visible ASCII,
+#: obs-text, and CR/LF (which must then pair up as CRLF).
+_FIELD_BLOCK_CHARS = b"\t\r\n" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+
+_VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]\Z")
 _STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?\Z")
 
 # Request targets.  Beyond RFC 3986 (unreserved, sub-delims, ":", "@", "/",
@@ -55,18 +51,32 @@ _STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([\t\x20-\x7e\x
 # common in the wild are allowed: "[", "]", "{", "}", "|", "^" and "`".
 # Rejected: "#", '"', "<", ">", "\\", space, controls, bytes >= 0x80, and "%"
 # not followed by two hex digits.
-_PCHARS = rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?\[\]{}|^`]|%[0-9A-Fa-f]{2})*"
-_ORIGIN_FORM = re.compile(rb"/" + _PCHARS + rb"\Z")
-_ABSOLUTE_FORM = re.compile(rb"([Hh][Tt][Tt][Pp][Ss]?)://([^/?]*)([/?]" + _PCHARS + rb")?\Z")
-_HOST = re.compile(
-    rb"(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::([0-9]{0,5}))?\Z"
-)
+_TARGET_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/?[]{}|^`%"
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_ABSOLUTE_FORM = re.compile(rb"([Hh][Tt][Tt][Pp][Ss]?)://([^/?]*)([/?].*)?\Z", re.S)
+_HOST = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=%]*(?::[0-9]{0,5})?\Z")
+_HOST_IPV6 = re.compile(rb"\[[0-9A-Fa-f:.]+\](?::[0-9]{0,5})?\Z")
 _AUTHORITY_FORM = re.compile(
-    rb"(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+):[0-9]{1,5}\Z"
+    rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+):[0-9]{1,5}\Z"
 )
 _DIGITS = re.compile(rb"[0-9]{1,18}\Z")
 _BARE_LF = re.compile(rb"(?:\A|[^\r])\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")
+
+
+def _validHost(host: bytes) -> bool:
+    if host[:1] == b"[":
+        m = _HOST_IPV6.match(host)
+    else:
+        m = _HOST.match(host)
+    return m is not None and (b"%" not in host or _BAD_ESCAPE.search(host) is None)
+
+
+def _validTarget(target: bytes) -> bool:
+    if target.translate(None, _TARGET_CHARS):
+        return False
+    return b"%" not in target or _BAD_ESCAPE.search(target) is None
+
 
 # Field kinds picked out while walking a request's fields.
 _K_HOST = 1
@@ -175,8 +185,6 @@ def explainFields(block: bytes) -> str:
     Say why a field block failed validation (slow path, error messages only).
     """
     for line in block.split(b"\r\n"):
-        if not line:
-            continue
         if line[:1] in (b" ", b"\t"):
             return "obsolete line folding in header"
         if b"\n" in line:
@@ -188,11 +196,12 @@ def explainFields(block: bytes) -> str:
             return "header line without a colon"
         if not name:
             return "empty header name"
-        if name != name.strip(b" \t"):
+        if name != name.strip(b" \t") or b" " in name or b"\t" in name:
             return "whitespace in or around header name"
-        if not re.match(_TCHAR + rb"+\Z", name):
+        if name.translate(None, _TOKEN_CHARS):
             return "invalid character in header name"
-        return "invalid character in header value"
+        if value.translate(None, _FIELD_BLOCK_CHARS):
+            return "control character in header value"
     return "malformed header section"
 
 
@@ -208,33 +217,73 @@ def checkPartialHead(buf: bytes, limits: HeadLimits, request: bool = True) -> No
     lineEnd = buf.find(b"\r\n")
     if lineEnd < 0:
         if len(buf) > limits.maxInitialLine:
-            raise exc("request line too long" if request else "status line too long", 414)
+            raise exc("request line too long" if request else "status line too long", 414 if request else 502)
     elif lineEnd > limits.maxInitialLine:
-        raise exc("request line too long" if request else "status line too long", 414)
+        raise exc("request line too long" if request else "status line too long", 414 if request else 502)
     elif len(buf) - lineEnd - 2 > limits.maxHeaderBytes:
-        raise exc("header section too large", 431)
+        raise exc("header section too large", 431 if request else 502)
     if b"\n" in buf and _BARE_LF.search(buf) is not None:
-        raise exc("bare LF line ending", 400)
+        raise exc("bare LF line ending", 400 if request else 502)
     if b"\r" in buf[:-1] and _BARE_CR.search(buf, 0, len(buf) - 1) is not None:
-        raise exc("bare CR in head", 400)
+        raise exc("bare CR in head", 400 if request else 502)
 
 
-def _fieldPairs(buf: bytes, start: int, end: int, limits: HeadLimits, request: bool) -> List[Tuple[bytes, bytes]]:
+def _fields(
+    buf: bytes, start: int, end: int, limits: HeadLimits, exc: type, special: dict
+) -> Tuple[List[Tuple[bytes, bytes, bytes]], Optional[List[Tuple[int, bytes]]]]:
     """
-    Validate and split the field block C{buf[start:end]} (each line with its
-    CRLF).
+    Validate and split the field block C{buf[start:end]} (lines separated by
+    CRLF, no final CRLF).
+
+    The checks run in C: one C{translate} finds forbidden bytes (controls,
+    NUL, DEL), CR/LF counts prove every line ends in CRLF, and one
+    C{translate} over the joined names proves they are tokens (which also
+    rejects obs-fold, whitespace before the colon and empty names).
+
+    @param special: lower-case name -> kind for the fields to pick out;
+        they are returned in C{found} instead of the items (except Host,
+        which is both).
+    @return: C{(items, found)}: the other fields as
+        C{(lowercaseName, name, value)}, and C{[(kind, value), ...]} or
+        C{None}.
     """
-    exc = RequestRejected if request else FramingError
     if end - start > limits.maxHeaderBytes:
-        raise exc("header section too large", 431)
-    if start == end:
-        return []
-    if _FIELDS_OK.match(buf, start, end) is None:
-        raise exc(explainFields(buf[start:end]), 400)
-    pairs = _FIELD.findall(buf, start, end)
-    if len(pairs) > limits.maxHeaderCount:
-        raise exc("too many header fields", 431)
-    return pairs
+        raise exc("header section too large", 431 if exc is RequestRejected else 502)
+    block = buf[start:end]
+    bad = 400 if exc is RequestRejected else 502
+    if block.translate(None, _FIELD_BLOCK_CHARS):
+        raise exc(explainFields(block), bad)
+    lines = block.split(b"\r\n")
+    n = len(lines)
+    if n > limits.maxHeaderCount:
+        raise exc("too many header fields", 431 if exc is RequestRejected else 502)
+    if block.count(b"\n") != n - 1 or block.count(b"\r") != n - 1:
+        raise exc(explainFields(block), bad)
+    items: List[Tuple[bytes, bytes, bytes]] = []
+    append = items.append
+    names = []
+    nameAppend = names.append
+    found: Optional[List[Tuple[int, bytes]]] = None
+    for line in lines:
+        name, sep, value = line.partition(b":")
+        if not sep or not name:
+            raise exc(explainFields(block), bad)
+        nameAppend(name)
+        lname = name.lower()
+        kind = special.get(lname)
+        if kind is None:
+            append((lname, name, value.strip(b" \t")))
+        else:
+            value = value.strip(b" \t")
+            if kind == _K_HOST:
+                append((lname, name, value))
+            if found is None:
+                found = [(kind, value)]
+            else:
+                found.append((kind, value))
+    if b"".join(names).translate(None, _TOKEN_CHARS):
+        raise exc(explainFields(block), bad)
+    return items, found
 
 
 def _contentLength(values: bytes, exc: type) -> int:
@@ -274,19 +323,28 @@ def parseRequestHead(buf: bytes, end: int, limits: HeadLimits = DEFAULT_LIMITS) 
     lineEnd = buf.find(b"\r\n", 0, end + 2)
     if lineEnd > limits.maxInitialLine:
         raise RequestRejected("request line too long", 414)
-    m = _REQUEST_LINE.match(buf, 0, lineEnd)
-    if m is None:
+    parts = buf[:lineEnd].split(b" ")
+    if len(parts) != 3:
         raise RequestRejected("malformed request line", 400)
-    method, target, major, minor = m.groups()
-    if major != b"1" or minor not in (b"0", b"1"):
+    method, target, version = parts
+    if version == b"HTTP/1.1":
+        http11 = True
+    elif version == b"HTTP/1.0":
+        http11 = False
+    elif _VERSION.match(version) is not None:
         raise RequestRejected("HTTP version not supported", 505)
-    http11 = minor == b"1"
+    else:
+        raise RequestRejected("malformed request line", 400)
+    if not method or method.translate(None, _TOKEN_CHARS):
+        raise RequestRejected("invalid method", 400)
+    if not target:
+        raise RequestRejected("malformed request line", 400)
 
-    pairs = _fieldPairs(buf, lineEnd + 2, end + 2, limits, True)
+    if lineEnd < end:
+        items, found = _fields(buf, lineEnd + 2, end, limits, RequestRejected, _REQUEST_SPECIAL)
+    else:
+        items, found = [], None
 
-    items = []
-    append = items.append
-    special = _REQUEST_SPECIAL
     host = None
     hostCount = 0
     cls = None
@@ -294,37 +352,33 @@ def parseRequestHead(buf: bytes, end: int, limits: HeadLimits = DEFAULT_LIMITS) 
     conns = None
     upgrade = None
     expect = None
-    for name, value in pairs:
-        lname = name.lower()
-        kind = special.get(lname)
-        if kind is None:
-            append((lname, name, value))
-        elif kind == _K_HOST:
-            hostCount += 1
-            host = value
-            append((lname, name, value))
-        elif kind == _K_CL:
-            cls = value if cls is None else cls + b"," + value
-        elif kind == _K_TE:
-            if tes is None:
-                tes = [value]
-            else:
-                tes.append(value)
-        elif kind == _K_CONN:
-            if conns is None:
-                conns = [value]
-            else:
-                conns.append(value)
-        elif kind == _K_UPGRADE:
-            upgrade = value if upgrade is None else upgrade + b", " + value
-        elif kind == _K_EXPECT:
-            expect = value if expect is None else expect + b", " + value
+    if found is not None:
+        for kind, value in found:
+            if kind == _K_HOST:
+                hostCount += 1
+                host = value
+            elif kind == _K_CL:
+                cls = value if cls is None else cls + b"," + value
+            elif kind == _K_TE:
+                if tes is None:
+                    tes = [value]
+                else:
+                    tes.append(value)
+            elif kind == _K_CONN:
+                if conns is None:
+                    conns = [value]
+                else:
+                    conns.append(value)
+            elif kind == _K_UPGRADE:
+                upgrade = value if upgrade is None else upgrade + b", " + value
+            elif kind == _K_EXPECT:
+                expect = value if expect is None else expect + b", " + value
 
     # Host
     if hostCount > 1:
         raise RequestRejected("duplicate Host header", 400)
     if host is not None:
-        if _HOST.match(host) is None:
+        if not _validHost(host):
             raise RequestRejected("invalid Host header", 400)
     elif http11:
         raise RequestRejected("missing Host header", 400)
@@ -335,10 +389,10 @@ def parseRequestHead(buf: bytes, end: int, limits: HeadLimits = DEFAULT_LIMITS) 
     if method == b"CONNECT":
         if not limits.allowConnect:
             raise RequestRejected("CONNECT is not supported", 501)
-        if _AUTHORITY_FORM.match(target) is None:
+        if _AUTHORITY_FORM.match(target) is None or (b"%" in target and _BAD_ESCAPE.search(target)):
             raise RequestRejected("CONNECT needs an authority-form target", 400)
     elif first == b"/":
-        if _ORIGIN_FORM.match(target) is None:
+        if not _validTarget(target):
             raise RequestRejected("invalid request target", 400)
     elif first == b"*":
         if target != b"*" or method != b"OPTIONS":
@@ -349,14 +403,16 @@ def parseRequestHead(buf: bytes, end: int, limits: HeadLimits = DEFAULT_LIMITS) 
             raise RequestRejected("invalid request target", 400)
         scheme = a.group(1).lower()
         authority = a.group(2)
-        if not authority or _HOST.match(authority) is None:
+        if not authority or not _validHost(authority):
             raise RequestRejected("invalid authority in request target", 400)
+        path = a.group(3) or b"/"
+        if not _validTarget(path):
+            raise RequestRejected("invalid request target", 400)
         if host is not None:
             if _normalAuthority(authority, scheme) != _normalAuthority(host, scheme):
                 raise RequestRejected("request target authority does not match Host", 400)
         else:
-            append((b"host", b"Host", authority))
-        path = a.group(3) or b"/"
+            items.append((b"host", b"Host", authority))
         target = path if path[:1] == b"/" else b"/" + path
 
     # Framing
@@ -456,33 +512,30 @@ def parseResponseHead(
         raise FramingError("invalid status code", 502)
     http11 = minor == b"1"
 
-    pairs = _fieldPairs(buf, lineEnd + 2, end + 2, limits, False)
-    items = []
-    append = items.append
-    special = _RESPONSE_SPECIAL
+    if lineEnd < end:
+        items, found = _fields(buf, lineEnd + 2, end, limits, FramingError, _RESPONSE_SPECIAL)
+    else:
+        items, found = [], None
     cls = None
     tes = None
     conns = None
     upgrade = None
-    for name, value in pairs:
-        lname = name.lower()
-        kind = special.get(lname)
-        if kind is None:
-            append((lname, name, value))
-        elif kind == _K_CL:
-            cls = value if cls is None else cls + b"," + value
-        elif kind == _K_TE:
-            if tes is None:
-                tes = [value]
-            else:
-                tes.append(value)
-        elif kind == _K_CONN:
-            if conns is None:
-                conns = [value]
-            else:
-                conns.append(value)
-        elif kind == _K_UPGRADE:
-            upgrade = value if upgrade is None else upgrade + b", " + value
+    if found is not None:
+        for kind, value in found:
+            if kind == _K_CL:
+                cls = value if cls is None else cls + b"," + value
+            elif kind == _K_TE:
+                if tes is None:
+                    tes = [value]
+                else:
+                    tes.append(value)
+            elif kind == _K_CONN:
+                if conns is None:
+                    conns = [value]
+                else:
+                    conns.append(value)
+            elif kind == _K_UPGRADE:
+                upgrade = value if upgrade is None else upgrade + b", " + value
 
     chunked = False
     contentLength = None
@@ -546,13 +599,18 @@ def parseResponseHead(
 
 def parseFieldBlock(block: bytes, limits: HeadLimits = DEFAULT_LIMITS, request: bool = True) -> Headers:
     """
-    Validate a field block (each line ending in CRLF, no final empty line),
-    e.g. a trailer section, and return its fields minus those forbidden in
+    Validate a field block (lines ending in CRLF, no final empty line), e.g.
+    a trailer section, and return its fields minus those forbidden in
     trailers.
 
     @raise FramingError: on a malformed block.
     """
-    pairs = _fieldPairs(block, 0, len(block), limits, request)
-    return Headers._trusted(
-        [(n.lower(), n, v) for n, v in pairs if n.lower() not in _TRAILER_FORBIDDEN]
-    )
+    if block.endswith(b"\r\n"):
+        block = block[:-2]
+    if not block:
+        return Headers()
+    items, found = _fields(block, 0, len(block), limits, RequestRejected if request else FramingError, _NO_SPECIAL)
+    return Headers._trusted([item for item in items if item[0] not in _TRAILER_FORBIDDEN])
+
+
+_NO_SPECIAL: dict = {}

@@ -60,46 +60,49 @@ class PoolSettings:
     "unbounded" or "never").
 
     @ivar minSize: C{hostConnectionPool.minSize}: idle connections kept
-        despite C{idleTime} (connections are not opened in advance).
+        despite C{idleTimeout} (connections are not opened in advance).
     @ivar maxSize: C{hostConnectionPool.maxSize}: most connections (open or
         opening); C{None} is unbounded, as in Linkerd.
-    @ivar idleTime: C{hostConnectionPool.idleTimeMs}: an idle connection
-        beyond C{minSize} is closed after this long.
     @ivar maxWaiters: C{hostConnectionPool.maxWaiters}: most requests
         waiting for a connection when at C{maxSize}; C{None} is unbounded.
-    @ivar sessionIdleTime: C{clientSession.idleTimeMs}: any connection idle
-        this long is closed (regardless of C{minSize}).
-    @ivar sessionLifeTime: C{clientSession.lifeTimeMs}: a connection older
-        than this is closed when it next becomes idle.
+    @ivar idleTimeout: C{hostConnectionPool.idleTimeMs}: a connection idle
+        this long is closed, unless that would leave fewer than C{minSize}.
+    @ivar sessionIdleTimeout: C{clientSession.idleTimeMs}: any connection
+        idle this long is closed (regardless of C{minSize}).
+    @ivar lifeTime: C{clientSession.lifeTimeMs}: a connection older than
+        this is closed when it next becomes idle.
     @ivar connectTimeout: TCP connect plus TLS handshake deadline.
     @ivar maxInitialLineKB: longest status line accepted from the origin.
     @ivar maxHeadersKB: largest response header section accepted.
     @ivar maxHeaderCount: most response header fields accepted.
-    @ivar timerGranularity: idle sweeper period; C{None} picks a tenth of
-        the smallest idle timeout, between 0.05 s and 1 s.
+    @ivar granularity: idle sweeper period; C{None} picks a tenth of the
+        smallest idle timeout, between 0.05 s and 1 s.
     """
 
     minSize: int = 0
     maxSize: Optional[int] = None
-    idleTime: Optional[float] = None
     maxWaiters: Optional[int] = None
-    sessionIdleTime: Optional[float] = None
-    sessionLifeTime: Optional[float] = None
+    idleTimeout: Optional[float] = None
+    sessionIdleTimeout: Optional[float] = None
+    lifeTime: Optional[float] = None
     connectTimeout: float = 5.0
     maxInitialLineKB: int = 4
     maxHeadersKB: int = 8
     maxHeaderCount: int = 100
-    timerGranularity: Optional[float] = None
+    granularity: Optional[float] = None
 
     def limits(self) -> HeadLimits:
         return HeadLimits(self.maxInitialLineKB * 1024, self.maxHeadersKB * 1024, self.maxHeaderCount)
 
-    def granularity(self) -> Optional[float]:
-        values = [v for v in (self.idleTime, self.sessionIdleTime, self.sessionLifeTime) if v is not None]
+    def sweepInterval(self) -> Optional[float]:
+        """
+        The idle sweeper period, or C{None} when no idle timer is set.
+        """
+        values = [v for v in (self.idleTimeout, self.sessionIdleTimeout, self.lifeTime) if v is not None]
         if not values:
             return None
-        if self.timerGranularity is not None:
-            return self.timerGranularity
+        if self.granularity is not None:
+            return self.granularity
         return max(0.05, min(1.0, min(values) / 10.0))
 
 
@@ -249,19 +252,26 @@ class HTTPConnectionPool:
         settings: Optional[PoolSettings] = None,
         tlsCreator: Any = None,
         metrics: Optional[MetricsTree] = None,
+        **overrides: Any,
     ) -> None:
         """
         @param reactor: provides C{IReactorTCP} and C{IReactorTime}.
+        @param settings: a L{PoolSettings}.
         @param tlsCreator: an C{IOpenSSLClientConnectionCreator} to speak TLS
             to the endpoint (the connection is wrapped with
             C{TLSMemoryBIOFactory}), or C{None} for plaintext.
+        @param overrides: L{PoolSettings} fields given as keywords
+            (C{maxSize=4, idleTimeout=10.0}), applied over C{settings}.
         """
         self._reactor = reactor
         self._clock = reactor
         self.host = host
         self.port = port
         self.address = (host, port)
-        self.settings = settings if settings is not None else PoolSettings()
+        settings = settings if settings is not None else PoolSettings()
+        if overrides:
+            settings = attrs.evolve(settings, **overrides)
+        self.settings = settings
         self._limits = self.settings.limits()
         self._tlsCreator = tlsCreator
         self._idle: List[HTTPClientProtocol] = []
@@ -388,6 +398,7 @@ class HTTPConnectionPool:
             exc = reason.value
             if timedOut or isinstance(exc, TwistedTimeoutError):
                 error: UpstreamError = ConnectTimeout(self.address, cause=exc)
+                error.timeoutMs = int(self.settings.connectTimeout * 1000)  # type: ignore[attr-defined]
             elif isinstance(exc, ConnectionRefusedError):
                 error = ConnectionRefused(self.address, cause=exc)
             elif attempt.proto is not None and self._tlsCreator is not None:
@@ -432,7 +443,7 @@ class HTTPConnectionPool:
             conn.close()
             return
         now = self._clock.seconds()
-        lifeTime = self.settings.sessionLifeTime
+        lifeTime = self.settings.lifeTime
         if lifeTime is not None and now - conn.createdAt >= lifeTime:
             conn.close()
             return
@@ -445,7 +456,7 @@ class HTTPConnectionPool:
         conn.idleSince = now
         self._idle.append(conn)
         if self._sweeper is None:
-            granularity = self.settings.granularity()
+            granularity = self.settings.sweepInterval()
             if granularity is not None:
                 self._sweeper = self._clock.callLater(granularity, self._sweep)
 
@@ -501,9 +512,9 @@ class HTTPConnectionPool:
         for conn in self._idle:  # oldest first
             idleFor = now - conn.idleSince
             expired = (
-                (settings.sessionIdleTime is not None and idleFor >= settings.sessionIdleTime)
-                or (settings.sessionLifeTime is not None and now - conn.createdAt >= settings.sessionLifeTime)
-                or (settings.idleTime is not None and idleFor >= settings.idleTime and open_ > settings.minSize)
+                (settings.sessionIdleTimeout is not None and idleFor >= settings.sessionIdleTimeout)
+                or (settings.lifeTime is not None and now - conn.createdAt >= settings.lifeTime)
+                or (settings.idleTimeout is not None and idleFor >= settings.idleTimeout and open_ > settings.minSize)
             )
             if expired or not conn.idle:
                 open_ -= 1
@@ -512,7 +523,7 @@ class HTTPConnectionPool:
                 keep.append(conn)
         self._idle = keep
         if keep and not self._closed:
-            granularity = settings.granularity()
+            granularity = settings.sweepInterval()
             if granularity is not None:
                 self._sweeper = self._clock.callLater(granularity, self._sweep)
 
