@@ -251,7 +251,7 @@ class SuccessRateWindowedPolicy(_SuccessRateBase):
         self._requests = WindowedAdder(int(windowSecs * 1000), 5, self._nowMs)
 
     def _nowMs(self) -> int:
-        return int(self._clock.seconds() * 1000)
+        return round(self._clock.seconds() * 1000)
 
     def _stamp(self) -> float:
         return self._nowMs() - self._start

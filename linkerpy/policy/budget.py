@@ -145,7 +145,7 @@ class RetryBudget:
         self._tokens = WindowedAdder(ttlSecs * 1000, 10, self._nowMs)
 
     def _nowMs(self) -> int:
-        return int(self._clock.seconds() * 1000)
+        return round(self._clock.seconds() * 1000)
 
     def deposit(self) -> None:
         """

@@ -157,7 +157,7 @@ class ApertureBalancer(BalancerBase):
                         b += 1
                 else:
                     a = self._sampleIn(k)
-                    b = self._sampleIn(k)
+                    b = self._sampleOther(a, k)
                 ea = endpoints[a]
                 eb = endpoints[b]
                 if ea.available:

@@ -298,6 +298,25 @@ class BalancerBase:
         i = bisect.bisect_right(self._cumulative, self._random() * self._cumulative[k - 1], 0, k)
         return i if i < k else k - 1
 
+    def _sampleOther(self, a: int, k: int) -> int:
+        """
+        @return: a weighted random index among the first C{k} endpoints
+            other than C{a} (C{a} itself if no other has weight).
+        """
+        cumulative = self._cumulative
+        start = cumulative[a - 1] if a else 0.0
+        weight = cumulative[a] - start
+        rest = cumulative[k - 1] - weight
+        if rest <= 0:
+            return a
+        r = self._random() * rest
+        if r >= start:
+            r += weight
+        i = bisect.bisect_right(cumulative, r, 0, k)
+        if i >= k:
+            i = k - 1
+        return i if i != a else (i + 1 if i + 1 < k else i - 1)
+
     def _fallback(self) -> Any:
         """
         The random tries failed: draw exactly among the available endpoints,

@@ -7,9 +7,9 @@ less loaded one.
   - L{EwmaBalancer} (C{ewma}): load is the peak-EWMA latency cost times
     C{pending + 1}, divided by the weight (Finagle's C{P2CPeakEwma}).
 
-With equal weights the two candidates are distinct (as in Finagle); with
-unequal weights they are drawn independently, so that when loads tie the
-first draw, proportional to weight, decides.
+The two candidates are distinct (as in Finagle): the first is drawn by
+weight among all endpoints, the second by weight among the others.  When
+their loads tie the first wins, so idle traffic follows the weights.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class P2CBalancer(BalancerBase):
                     b += 1
             else:
                 a = self._sample()
-                b = self._sample()
+                b = self._sampleOther(a, n)
             ea = endpoints[a]
             eb = endpoints[b]
             if ea.available:
