@@ -63,6 +63,7 @@ class _Slot:
         self.identity = identity
         self.context: Optional[SSL.Context] = None
         self.failure: Optional[str] = None
+        self.trustVersion = 0
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -141,6 +142,7 @@ class ServerTLS(Service):
             except PemError as e:
                 errors.append(e)
         self._trust: List[Any] = []
+        self._trustVersion = 0
         self._trustContents: Optional[bytes] = None
         self._trustFailure: Optional[str] = None
         if config.caCertPath is not None:
@@ -286,7 +288,8 @@ class ServerTLS(Service):
 
         @return: how many certificates were replaced.
         """
-        trustChanged = self._reloadTrust()
+        if self._reloadTrust():
+            self._trustVersion += 1
         replaced = 0
         for slot in self._slots:
             try:
@@ -294,7 +297,7 @@ class ServerTLS(Service):
             except PemError as e:
                 self._failed(slot, e.message)
                 continue
-            if contents == slot.identity.contents and not trustChanged:
+            if contents == slot.identity.contents and slot.trustVersion == self._trustVersion:
                 slot.failure = None
                 continue
             try:
@@ -307,6 +310,7 @@ class ServerTLS(Service):
                 self._failed(slot, f"{slot.files.certPath}: OpenSSL refused it: {_sslReasons(e)}")
                 continue
             slot.identity, slot.context, slot.failure = identity, context, None
+            slot.trustVersion = self._trustVersion
             replaced += 1
             if self._reloads is not None:
                 self._reloads.incr()
