@@ -276,6 +276,12 @@ class BalancerContract:
         one.markDead(10)
         self.assertEqual({id(balancer.pick()) for _ in range(50)}, {id(zero)})
         self.assertEqual(balancer.panicked.value, 0)
+        self.clock.advance(10)
+        probe = balancer.pick()
+        self.assertIs(probe, one)
+        probe.acquire()
+        probe.release(True)
+        self.assertEqual({id(balancer.pick()) for _ in range(100)}, {id(one)})
 
     def test_allZeroWeights(self) -> None:
         """

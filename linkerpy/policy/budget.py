@@ -7,7 +7,8 @@ reserve, so that retries cannot multiply load during an outage:
 
   - every request (not every attempt) calls L{RetryBudget.deposit};
   - a retry may happen only if L{RetryBudget.tryWithdraw} says so;
-  - deposits expire after C{ttlSecs} (in ten slices of C{ttlSecs / 10});
+  - deposits (and withdrawals) expire about C{ttlSecs} later: the window
+    moves in steps of C{ttlSecs / 10} (Twitter util's C{WindowedAdder});
   - a permanent reserve of C{minRetriesPerSec * ttlSecs} retries is always
     available on top of the deposits.
 

@@ -31,6 +31,7 @@ __all__ = ["IndexedHeap", "HeapBalancer", "RoundRobinBalancer"]
 
 #: Passes are shifted back towards 0 when one grows past this.
 _REBASE_AT = 1e12
+_INF = float("inf")
 
 
 class IndexedHeap:
@@ -121,16 +122,20 @@ class _StrideMixin:
         """
         The endpoint set changed: carry the passes of the endpoints that
         stay over (shifted so the smallest is 0); new ones start at 0.
+        Weight-0 endpoints have an infinite pass: they never get a turn.
         """
         b: Any = self
         previous = {}
         for i, endpoint in enumerate(self._strideEndpoints):
-            if endpoint in b._index:
+            if endpoint in b._index and self._passes[i] != _INF:
                 previous[endpoint] = self._passes[i]
         base = min(previous.values()) if previous else 0.0
         self._strideEndpoints = b._endpoints
-        self._passes = [previous.get(e, base) - base for e in b._endpoints]
-        self._strides = [1.0 / w if w > 0 else 1.0 for w in b._weights]
+        self._strides = [1.0 / w if w > 0 else _INF for w in b._weights]
+        self._passes = [
+            previous.get(e, base) - base if stride != _INF else _INF
+            for e, stride in zip(b._endpoints, self._strides)
+        ]
 
     def _advance(self, index: int) -> bool:
         """
@@ -140,7 +145,7 @@ class _StrideMixin:
         """
         passes = self._passes
         passes[index] += self._strides[index]
-        if passes[index] > _REBASE_AT:
+        if _REBASE_AT < passes[index] < _INF:
             base = min(passes)
             self._passes = [p - base for p in passes]
             return True
@@ -191,8 +196,8 @@ class HeapBalancer(_StrideMixin, BalancerBase):
             # Back in rotation: start from the others' current pass rather
             # than catching up on every turn missed while unavailable.
             passes = self._passes
-            others = [passes[j] for j in range(self._n) if j != index and self._tracked[j]]
-            if others:
+            others = [passes[j] for j in range(self._n) if j != index and self._tracked[j] and passes[j] != _INF]
+            if others and passes[index] != _INF:
                 passes[index] = max(passes[index], min(others))
         self._heap.fix(index)
 
@@ -230,14 +235,11 @@ class RoundRobinBalancer(_StrideMixin, BalancerBase):
         self._passes = []
         self._strides = []
         self._strideEndpoints = ()
-        self._heap = IndexedHeap(0, self._key)
-
-    def _key(self, i: int) -> Tuple[int, float]:
-        return (0 if self._intWeights[i] else 1, self._passes[i])
+        self._heap = IndexedHeap(0, self._passes.__getitem__)
 
     def _rebuilt(self) -> None:
         self._restride()
-        self._heap = IndexedHeap(self._n, self._key)
+        self._heap = IndexedHeap(self._n, self._passes.__getitem__)
         if self._n:
             # Start the cursor somewhere random so that routers do not all
             # begin with the same endpoint.
@@ -266,7 +268,7 @@ class RoundRobinBalancer(_StrideMixin, BalancerBase):
             for _ in range(self.maxEffort):
                 i = heap.heap[0]
                 if self._advance(i):
-                    self._heap = heap = IndexedHeap(n, self._key)
+                    self._heap = heap = IndexedHeap(n, self._passes.__getitem__)
                 else:
                     heap.fix(i)
                 endpoint = endpoints[i]
