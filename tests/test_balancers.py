@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import random
+from itertools import repeat
 from typing import Any, Dict, List, Sequence
 
 from twisted.internet.task import Clock
@@ -21,6 +22,7 @@ from linkerpy.client.balancers import (
     P2CBalancer,
     RoundRobinBalancer,
 )
+from linkerpy.client.accrual import ConsecutiveFailuresPolicy
 from linkerpy.client.balancers.base import WeightTree
 from linkerpy.client.balancers.p2c import PENALTY
 from linkerpy.client.endpoint import DEAD, Endpoint
@@ -783,3 +785,73 @@ class BalancerPluginTests(SynchronousTestCase):
             with self.assertRaises(ConfigError) as caught:
                 self.structure(raw)
             self.assertEqual([p.path for p in caught.exception.problems], paths, raw)
+
+
+class BalancerInvariantTests(SynchronousTestCase):
+    """
+    Property tests: whatever happens to the endpoints, every balancer picks
+    an available endpoint when there is one, and its bookkeeping matches
+    the endpoints.
+    """
+
+    classes = (P2CBalancer, EwmaBalancer, ApertureBalancer, HeapBalancer, RoundRobinBalancer)
+
+    def test_invariants(self) -> None:
+        """
+        Random sequences of deaths, revivals, probes, requests and updates
+        never make a balancer pick an unavailable endpoint while an
+        available one exists, nor lose count of the available ones.
+        """
+        from hypothesis import given, settings
+        from hypothesis import strategies as st
+
+        operation = st.one_of(
+            st.tuples(st.just("dead"), st.integers(0, 7), st.integers(1, 5)),
+            st.tuples(st.just("advance"), st.integers(0, 7), st.integers(1, 5)),
+            st.tuples(st.just("send"), st.integers(0, 7), st.booleans()),
+            st.tuples(st.just("finish"), st.integers(0, 7), st.booleans()),
+            st.tuples(st.just("update"), st.integers(1, 255), st.integers(0, 3)),
+        )
+
+        @settings(derandomize=True, max_examples=150, deadline=None, database=None)
+        @given(
+            cls=st.sampled_from(self.classes),
+            weights=st.lists(st.sampled_from([0, 0.5, 1, 2, 5]), min_size=1, max_size=8),
+            operations=st.lists(operation, max_size=60),
+        )
+        def check(cls: Any, weights: List[float], operations: List[Any]) -> None:
+            clock = Clock()
+            endpoints = [
+                Endpoint("h", i, weight=w, clock=clock, accrual=ConsecutiveFailuresPolicy(2, lambda: repeat(2.0)))
+                for i, w in enumerate(weights)
+            ]
+            kwargs = {"minAperture": 2} if cls is ApertureBalancer else {}
+            balancer = cls(rng=random.Random(0), clock=clock, **kwargs)
+            balancer.update(endpoints)
+            inFlight: List[Endpoint] = []
+            for op, a, b in operations:
+                if op == "dead":
+                    endpoints[a % len(endpoints)].markDead(b)
+                elif op == "advance":
+                    clock.advance(b)
+                elif op == "send":
+                    endpoint = balancer.pick()
+                    endpoint.acquire()
+                    inFlight.append(endpoint)
+                elif op == "finish" and inFlight:
+                    inFlight.pop(a % len(inFlight)).release(b)
+                elif op == "update":
+                    chosen = [e for i, e in enumerate(endpoints) if a & (1 << i)] or endpoints[:1]
+                    endpoints[b % len(endpoints)].weight = [0, 1, 3, 0.5][b]
+                    balancer.update(chosen)
+                current = balancer.endpoints
+                available = [e for e in current if e.available]
+                self.assertEqual(balancer.availableCount, len(available))
+                availableWeight = sum(w for w, e in zip(balancer._intWeights, current) if e.available)
+                self.assertEqual(balancer._tree.total, availableWeight)
+                picked = balancer.pick()
+                self.assertIn(picked, current)
+                if available:
+                    self.assertTrue(picked.available, (op, a, b))
+
+        check()

@@ -6,6 +6,8 @@ Import-light on purpose: the descriptors import the runtime modules only
 when a balancer, policy or classifier is built.
 """
 
+from __future__ import annotations
+
 from linkerpy.client.plugins import (
     ApertureConfig,
     ConsecutiveFailuresConfig,
