@@ -148,7 +148,10 @@ class ChunkedDecoder:
                 block = buf[pos : end + 2]
                 if len(block) > self._limits.maxHeaderBytes:
                     raise FramingError("trailer section too large")
-                self.trailers = parseFieldBlock(block, self._limits, request=False)
+                try:
+                    self.trailers = parseFieldBlock(block, self._limits, request=False)
+                except FramingError as e:
+                    raise FramingError(f"invalid trailer section: {e.reason}") from None
                 self._state = _DONE
                 return buf[end + 4 :]
             else:  # _DONE

@@ -296,6 +296,27 @@ class ResponseHead:
         """
         return b"HTTP/1.1 %d %s\r\n" % (self.status, self.reason)
 
+    def serialize(self) -> bytes:
+        """
+        The head as an HTTP/1.1 origin would send it: status line, headers,
+        the framing field (C{Content-Length} or C{Transfer-Encoding:
+        chunked}), C{Connection: close} when not C{keepAlive}, and
+        C{Connection: upgrade}/C{Upgrade} for a C{101}.  (The server
+        connection writes responses itself, adapting the framing to the
+        client; this is for tests and tools.)
+        """
+        parts = [self.statusLine(), self.headers.serialize()]
+        if self.contentLength is not None:
+            parts.append(b"Content-Length: %d\r\n" % self.contentLength)
+        elif self.chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        if self.status == 101 and self.upgrade is not None:
+            parts.append(b"Connection: upgrade\r\nUpgrade: " + self.upgrade + b"\r\n")
+        elif not self.keepAlive:
+            parts.append(b"Connection: close\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
     def __repr__(self) -> str:
         return (
             f"<ResponseHead {self.status} {self.reason.decode('latin-1')} "
