@@ -541,12 +541,18 @@ class IStoragePlugin(IPluginKind):
 
 class IDtabStore(Interface):
     """
-    Versioned documents keyed by namespace: dtabs and policies.
+    Versioned documents keyed by kind and namespace: dtabs and policies.
+
+    C{kind} is C{'dtabs'} or C{'policy'}; namespace names match
+    C{[A-Za-z0-9_.-]+} (not C{.} or C{..}).  A document is its text (a dtab's
+    show form, or a policy's JSON) and an opaque version (C{bytes}) that
+    changes on every write.  Every method validates its arguments and
+    raises C{ValueError} (C{InvalidNamespace}) at once on bad ones; store
+    errors arrive as Deferred failures (L{linkerpy.namerd.errors}).
     """
 
     def list(kind):
         """
-        @param kind: C{'dtabs'} or C{'policy'}.
         @return: C{Deferred} firing with a sorted list of namespace names.
         """
 
@@ -557,15 +563,18 @@ class IDtabStore(Interface):
 
     def create(kind, ns, text):
         """
-        @return: C{Deferred}; fails with C{NamespaceExists}.
+        @return: C{Deferred} firing with the new version; fails with
+            C{NamespaceExists}.
         """
 
     def update(kind, ns, text, version):
         """
         Compare-and-swap.
 
-        @param version: the expected version, or C{None} for an unconditional put.
-        @return: C{Deferred}; fails with C{VersionMismatch} or C{NoSuchNamespace}.
+        @param version: the expected version, or C{None} for an
+            unconditional put (which creates a missing namespace).
+        @return: C{Deferred} firing with the new version; fails with
+            C{VersionMismatch} or C{NoSuchNamespace}.
         """
 
     def delete(kind, ns):
@@ -575,9 +584,36 @@ class IDtabStore(Interface):
 
     def observe(kind, ns):
         """
-        @return: a L{linkerpy.naming.Var} of C{(text, version)} or C{None},
-            updated on every change, including changes made by other
-            processes sharing the backing store.
+        @return: a L{linkerpy.naming.Var} of C{(text, version)}, C{None}
+            (absent) or L{linkerpy.naming.Pending} (not known yet: a remote
+            store before its first sync), updated on every change, including
+            changes made by other processes sharing the backing store.
+        """
+
+    def observeNamespaces(kind):
+        """
+        @return: a L{linkerpy.naming.Var} of the sorted tuple of namespace
+            names (or L{linkerpy.naming.Pending}), updated on every change.
+        """
+
+    def describe():
+        """
+        @return: a short C{str} for logs and C{/config.json}.
+        """
+
+    def start():
+        """
+        Begin watching the backing store (remote and polled stores).
+
+        @return: a C{Deferred} firing once the contents are known, or
+            failing if the store cannot be used at all.
+        """
+
+    def close():
+        """
+        Stop watching; the store is not used again.
+
+        @return: a C{Deferred}.
         """
 
 

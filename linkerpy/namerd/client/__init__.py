@@ -1,0 +1,4 @@
+"""
+The router side of the control plane: the C{io.l5d.namerd.http}
+interpreter and policy source, and their shared connection to namerd.
+"""

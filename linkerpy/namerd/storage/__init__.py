@@ -1,0 +1,4 @@
+"""
+Dtab and policy stores for namerd: C{io.l5d.inMemory}, C{io.l5d.fs} and
+C{io.l5d.etcd}.
+"""
