@@ -1,0 +1,487 @@
+# -*- test-case-name: tests.test_h2_router -*-
+"""
+The C{protocol: h2} router: its servers, the request handler that names
+each request stream and hands it to the routing core, and the response
+path.
+
+Per request, the handler: applies C{clearContext}, checks the call depth
+(C{Via}), reads the local dtab and deadline headers, identifies the
+request, looks up the (cached) route and calls its service stack.  The
+response keeps streaming with flow control both ways; C{l5d-success-class}
+goes in the response headers when the response is complete without
+trailers, else in its trailers (when it has some).
+
+Errors (Linkerd's C{ErrorReseter}): an unidentified request is refused
+(RST_STREAM C{REFUSED_STREAM}); an upstream reset is passed on as a reset
+with the same code; other router errors are answered with their status,
+an C{l5d-err} header and a text body (502 for routing and connection
+failures, 400 for C{maxCallDepth}, 503 for timeouts).  A client reset
+cancels the upstream stream.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+from urllib.parse import quote
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from linkerpy.errors import RoutingError, UnidentifiedRequest, messageFor, statusFor
+from linkerpy.interfaces import IRouter
+from linkerpy.protocol.h2.adapter import H2ProtocolAdapter
+from linkerpy.protocol.h2.call import H2Call
+from linkerpy.protocol.h2.errors import ErrorCodes
+from linkerpy.protocol.h2.headers import H2Headers, sanitize
+from linkerpy.protocol.http import l5d
+from linkerpy.protocol.http.identifiers import Identified
+from linkerpy.router.routing import RoutingCore
+
+log = Logger()
+
+#: This router's C{Via} entry (HTTP/2).
+VIA_ENTRY = b"2 linkerpy"
+
+
+def appendVia(headers: H2Headers) -> None:
+    values = headers.getAll(b"via")
+    if not values:
+        headers.add(b"via", VIA_ENTRY)
+    else:
+        headers.set(b"via", b", ".join(values + [VIA_ENTRY]))
+
+
+class ServerStats:
+    """
+    C{rt/<router>/server/<ip>/<port>/...} counters used per request.
+    """
+
+    __slots__ = ("requests", "success", "failures", "latency", "statuses", "refused", "resets")
+
+    def __init__(self, scope: Any) -> None:
+        from linkerpy.protocol.http.adapter import StatusCounters
+
+        self.requests = scope.counter("requests")
+        self.success = scope.counter("success")
+        self.failures = scope.counter("failures")
+        self.latency = scope.stat("request_latency_ms")
+        self.statuses = StatusCounters(scope)
+        self.refused = scope.counter("refused")
+        self.resets = scope.counter("resets")
+
+
+class _ResponseRelay:
+    """
+    The upstream response body as the downstream sink's source: passes data
+    through and writes C{l5d-success-class} into the trailers.
+    """
+
+    __slots__ = ("body", "call", "clearContext", "consumer")
+
+    def __init__(self, body: Any, call: H2Call, clearContext: bool) -> None:
+        self.body = body
+        self.call = call
+        self.clearContext = clearContext
+        self.consumer: Any = None
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.body.finished)
+
+    @property
+    def length(self) -> Any:
+        return self.body.length
+
+    def attach(self, consumer: Any) -> None:
+        self.consumer = consumer
+        self.body.attach(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.consumer.dataReceived(data)
+
+    def bodyEnd(self, trailers: Optional[H2Headers]) -> None:
+        if trailers is not None and len(trailers):
+            if self.clearContext:
+                trailers.removePrefix(b"l5d-")
+            else:
+                rc = self.call.responseClass
+                if rc is not None:
+                    trailers.set(l5d.L5D_SUCCESS_CLASS, rc.headerValue)
+        self.consumer.bodyEnd(trailers)
+
+    def bodyAborted(self, reason: Failure) -> None:
+        self.consumer.bodyAborted(reason)
+
+    def pause(self) -> None:
+        self.body.pause()
+
+    def resume(self) -> None:
+        self.body.resume()
+
+    def abort(self, reason: Any = None) -> None:
+        self.body.abort()
+
+    pauseProducing = pause
+    resumeProducing = resume
+
+    def stopProducing(self) -> None:
+        self.body.abort()
+
+
+class H2RequestHandler:
+    """
+    The request handler of one server of an h2 router.
+    """
+
+    def __init__(self, router: "H2Router", server: Any, stats: ServerStats) -> None:
+        self.router = router
+        self.core = router.core
+        self.server = server
+        self.stats = stats
+        self.identifiers = router.identifiers
+        self.clearContext = server.clearContext
+        self.maxCallDepth = server.maxCallDepth
+        self.reactor = router.reactor
+        self.random = router.random
+        self.maxErrBytes = router.config.maxErrResponseKB * 1024
+        self.accessLog = router.accessLog
+        self.inFlight = 0
+        self.maxConcurrent = server.maxConcurrentRequests
+
+    # -- request path --------------------------------------------------------------
+
+    def handleRequest(self, exchange: Any) -> None:
+        stats = self.stats
+        stats.requests.value += 1
+        call = H2Call(exchange)
+        try:
+            self.prepare(call)
+        except UnidentifiedRequest:
+            stats.refused.value += 1
+            stats.failures.value += 1
+            exchange.reset(ErrorCodes.REFUSED_STREAM)
+            return
+        except RoutingError as e:
+            self.fail(call, e)
+            return
+        if self.maxConcurrent is not None and self.inFlight >= self.maxConcurrent:
+            stats.refused.value += 1
+            stats.failures.value += 1
+            exchange.reset(ErrorCodes.REFUSED_STREAM)
+            return
+        self.inFlight += 1
+        exchange.call = call
+        exchange.completionHandler = self.completed
+        route = self.core.routeFor(call.path, call.localDtab)
+        d = route.call(call)
+        if not d.called:
+            exchange.abortHandler = lambda failure: _cancel(d)
+        d.addCallbacks(self.respond, self.failed, callbackArgs=(call,), errbackArgs=(call,))
+
+    def prepare(self, call: H2Call) -> None:
+        headers = call.request.headers
+        if self.clearContext:
+            l5d.clearRequestContext(headers)
+        l5d.checkCallDepth(headers, self.maxCallDepth)
+        call.localDtab = l5d.readLocalDtab(headers)
+        call.deadline = l5d.readDeadline(headers)
+        trace = l5d.Trace.fromHeaders(headers, self.random)
+        request = call.request
+        reasons: List[str] = []
+        for identifier in self.identifiers:
+            result = identifier.identify(request)
+            if isinstance(result, Identified):
+                break
+            reasons.append(result.reason)
+        else:
+            raise UnidentifiedRequest(_describe(request), reasons)
+        if result.target is not None:
+            headers.set(b":path", result.target)
+        call.path = result.path
+        call.serviceName = result.path.show
+        call.serviceBytes = call.serviceName.encode("ascii")
+        if call.localDtab:
+            headers.set(l5d.L5D_CTX_DTAB, call.localDtab.show.encode("ascii"))
+        headers.set(l5d.L5D_CTX_TRACE, trace.header())
+        headers.set(l5d.L5D_REQID, trace.reqid())
+        appendVia(headers)
+        sanitize(headers)
+
+    # -- response path --------------------------------------------------------------
+
+    def respond(self, response: Any, call: H2Call) -> None:
+        self.inFlight -= 1
+        exchange = call.exchange
+        if exchange.finished:
+            # The client went away while the response was on its way.
+            response.body.abort()
+            return
+        head = response.head
+        out = H2Headers.fromWire([(b":status", b"%d" % head.status)] + head.headers.items)
+        sanitize(out)
+        appendVia(out)
+        body = response.body
+        complete = body.finished
+        trailers = body.trailers if complete else None
+        if self.clearContext:
+            out.removePrefix(b"l5d-")
+        elif complete and not trailers and call.responseClass is not None:
+            out.set(l5d.L5D_SUCCESS_CLASS, call.responseClass.headerValue)
+        self.stats.statuses.count(head.status)
+        if self.accessLog is not None:
+            self.accessLog.log(exchange, call, head.status, body.length)
+        if complete and not body.buffered and not trailers:
+            exchange.respond(out, endStream=True)
+            return
+        exchange.respond(out).streamFrom(_ResponseRelay(body, call, self.clearContext))
+
+    def completed(self, exchange: Any, ok: bool) -> None:
+        """
+        The response stream to the client ended (C{ok}) or was abandoned.
+        """
+        stats = self.stats
+        stats.latency.add((self.reactor.seconds() - exchange.startedAt) * 1000.0)
+        call = getattr(exchange, "call", None)
+        rc = call.responseClass if call is not None else None
+        if ok and (rc is None or rc.isSuccess):
+            stats.success.value += 1
+        else:
+            stats.failures.value += 1
+
+    def failed(self, failure: Failure, call: H2Call) -> None:
+        self.inFlight -= 1
+        exchange = call.exchange
+        if exchange.finished:
+            return
+        error = failure.value
+        if isinstance(error, CancelledError):
+            exchange.reset(ErrorCodes.CANCEL)
+            return
+        code = getattr(error, "errorCode", None)
+        if code is not None and isinstance(error, RoutingError):
+            # An upstream reset: pass it on (Linkerd resets the client stream
+            # with the same code).
+            self.stats.resets.value += 1
+            exchange.reset(int(code))
+            return
+        if not isinstance(error, RoutingError):
+            log.failure("unexpected error routing {service}", failure, service=call.serviceName)
+        self.fail(call, error)
+
+    def fail(self, call: H2Call, error: BaseException) -> None:
+        """
+        Answer a router-made error: status, C{l5d-err}, text body (both
+        dropped under C{clearContext}).
+        """
+        exchange = call.exchange
+        status = statusFor(error)
+        self.stats.statuses.count(status)
+        if self.accessLog is not None:
+            self.accessLog.log(exchange, call, status, None)
+        from linkerpy.policy.classifiers import FAILURE
+
+        call.responseClass = FAILURE
+        exchange.call = call
+        if exchange.completionHandler is None:
+            exchange.completionHandler = self.completed
+        via = [(b"via", VIA_ENTRY)]
+        if self.clearContext:
+            exchange.respondError(status, b"", via)
+        else:
+            message = messageFor(error)
+            headers = [(l5d.L5D_ERR, _errHeader(message, self.maxErrBytes))] + via
+            if getattr(error, "retryable", False):
+                headers.append((l5d.L5D_RETRYABLE, b"true"))
+            exchange.respondError(status, message.encode("utf-8", "replace")[: self.maxErrBytes] + b"\n", headers)
+        body = call.body
+        if body is not None and not getattr(body, "finished", True):
+            body.abort()
+
+
+def _cancel(d: Deferred) -> None:
+    if not d.called:
+        d.cancel()
+
+
+def _errHeader(message: str, limit: int) -> bytes:
+    return quote(message, safe=" !#$&'()*+,/:;=?@[]~").encode("ascii")[:limit]
+
+
+def _describe(request: Any) -> str:
+    return (
+        f"{request.method.decode('latin-1')} {request.authority.decode('latin-1')}{request.path.decode('latin-1')}"
+    )[:512]
+
+
+@implementer(IRouter)
+class H2Router:
+    """
+    A running C{protocol: h2} router.
+    """
+
+    def __init__(self, config: Any, context: Any, namers: Sequence[Tuple[Any, Any]], label: str) -> None:
+        self.config = config
+        self.label = label
+        self.context = context
+        self.reactor = context.reactor
+        self.metrics = context.metrics
+        self.random = random.Random()
+        registry = context.registry
+        from linkerpy.config.structure import structurePlugin
+        from linkerpy.interfaces import IResponseClassifierPlugin
+        from linkerpy.tls.client import ClientTLSCreators
+
+        default = structurePlugin(IResponseClassifierPlugin, {"kind": "io.l5d.h2.nonRetryable5XX"}, registry)
+        self.adapter = H2ProtocolAdapter(self.reactor, default.plugin.newClassifier(default.config), ClientTLSCreators(self.reactor))
+        self.core = RoutingCore(label, config, context, namers, self.adapter, rng=self.random)
+        self.identifiers = [
+            identifier.plugin.newIdentifier(identifier.config, config.dstPrefix, context.child(identifier.path), "h2")
+            for identifier in config.identifier
+        ]
+        self.serverTLS: Dict[int, Any] = {}
+        for i, server in enumerate(config.servers):
+            if server.tls is not None:
+                from linkerpy.tls.server import ServerTLS
+
+                self.serverTLS[i] = ServerTLS(
+                    server.tls,
+                    self.reactor,
+                    f"{context.configPath}.servers[{i}].tls",
+                    alpn=[b"h2"],
+                    metrics=self.metrics.scope("tls", str(i)),
+                )
+        self.accessLog = None
+        if config.h2AccessLog:
+            from linkerpy.protocol.http.accesslog import AccessLog
+
+            self.accessLog = AccessLog(config.h2AccessLog, config.h2AccessLogFormat, config.h2AccessLogAppend)
+        self._service = H2RouterService(self)
+
+    # IRouter
+
+    def service(self) -> Any:
+        return self._service
+
+    def interpreter(self) -> Any:
+        return self.core.interpreter
+
+    def baseDtab(self) -> Any:
+        return self.core.baseDtab
+
+    def adminResources(self) -> Dict[str, Any]:
+        return {}
+
+    def drain(self, graceSeconds: float) -> Deferred:
+        return self._service.drain(graceSeconds)
+
+    def policyFor(self, path: Any) -> Dict[str, Any]:
+        """
+        The effective service policy for a name (for C{/admin/policy.json}).
+        """
+        from linkerpy.policy.entries import fold
+
+        folded = fold(self.core.serviceEntries.sample(), path)
+        out = folded.describe()
+        out["source"] = self.core.serviceSource.describe()
+        return out
+
+
+class H2RouterService(MultiService):
+    """
+    Opens the router's servers (its children reload TLS certificates);
+    drains them on stop (GOAWAY, then in-flight streams finish).
+    """
+
+    def __init__(self, router: H2Router) -> None:
+        super().__init__()
+        self.router = router
+        for tls in router.serverTLS.values():
+            tls.setServiceParent(self)
+        self.ports: List[Any] = []
+        self.factories: List[Any] = []
+        self._draining: Optional[Deferred] = None
+        self._sweeper: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        from twisted.internet.task import LoopingCall
+
+        router = self.router
+        for i, server in enumerate(router.config.servers):
+            self.listen(i, server)
+        self._sweeper = LoopingCall(router.core.expireIdle)
+        self._sweeper.clock = router.reactor
+        self._sweeper.start(min(60.0, router.core.idleTtl / 2.0), now=False)
+
+    def listen(self, index: int, server: Any) -> None:
+        from linkerpy.protocol.h2.connection import H2Settings
+        from linkerpy.protocol.h2.server import H2ServerFactory, ServerLimits
+
+        router = self.router
+        settings = H2Settings(
+            initialStreamWindowBytes=server.initialStreamWindowBytes,
+            connectionWindowBytes=server.connectionWindowBytes,
+            maxFrameBytes=server.maxFrameBytes,
+            maxHeaderListBytes=server.maxHeaderListBytes,
+            headerTableBytes=server.headerTableBytes,
+            maxConcurrentStreams=server.maxConcurrentStreamsPerConnection,
+        )
+        session = server.serverSession
+        limits = ServerLimits(
+            maxResetsPerSecond=server.maxResetsPerSecond,
+            maxControlFramesPerSecond=server.maxControlFramesPerSecond,
+            prefaceTimeout=server.prefaceTimeoutMs / 1000.0,
+            idleTimeout=(session.idleTimeMs or server.keepAliveIdleTimeMs) / 1000.0,
+            lifeTime=session.lifeTimeMs / 1000.0 if session.lifeTimeMs else None,
+        )
+        factory = H2ServerFactory(None, settings, limits, clock=router.reactor, maxConnections=server.maxConnections)
+        wrapped: Any = factory
+        if index in router.serverTLS:
+            from linkerpy.tls.server import wrapServerFactory
+
+            wrapped = wrapServerFactory(factory, router.serverTLS[index])
+        port = router.reactor.listenTCP(server.port, wrapped, interface=server.ip, backlog=_backlog(server))
+        address = port.getHost()
+        scopeName = server.label or f"{address.host}/{address.port}"
+        scope = router.metrics.scope("server", scopeName)
+        factory.setMetrics(scope)
+        # No connection can be accepted before this method returns.
+        factory.handler = H2RequestHandler(router, server, ServerStats(scope))
+        self.ports.append(port)
+        self.factories.append(factory)
+        log.info("router {label} listening on {host}:{port}", label=router.label, host=address.host, port=address.port)
+
+    def drain(self, graceSeconds: float) -> Deferred:
+        if self._draining is not None:
+            return self._draining
+        stops = [succeed(port.stopListening()) for port in self.ports]
+        drains = [factory.drain(graceSeconds) for factory in self.factories]
+        self._draining = DeferredList(stops + drains, consumeErrors=True)
+        return self._draining
+
+    def stopService(self) -> Deferred:
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        d = self.drain(self.router.config.bindingTimeoutMs / 1000.0)
+
+        def closed(_: Any) -> Any:
+            self.router.core.close()
+            if self.router.accessLog is not None:
+                self.router.accessLog.close()
+            return MultiService.stopService(self)
+
+        return d.addBoth(closed)
+
+
+def _backlog(server: Any) -> int:
+    options = server.socketOptions
+    if options is not None and options.backlog:
+        return int(options.backlog)
+    return 1024
+
+
+__all__ = ["H2Router", "H2RequestHandler", "appendVia", "VIA_ENTRY"]
