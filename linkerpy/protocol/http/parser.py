@@ -61,7 +61,7 @@ _AUTHORITY_FORM = re.compile(
 )
 _DIGITS = re.compile(rb"[0-9]{1,18}\Z")
 _BARE_LF = re.compile(rb"(?:\A|[^\r])\n")
-_BARE_CR = re.compile(rb"\r(?!\n)")
+_BARE_CR = re.compile(rb"\r[^\n]")
 
 
 def _validHost(host: bytes) -> bool:
@@ -224,7 +224,7 @@ def checkPartialHead(buf: bytes, limits: HeadLimits, request: bool = True) -> No
         raise exc("header section too large", 431 if request else 502)
     if b"\n" in buf and _BARE_LF.search(buf) is not None:
         raise exc("bare LF line ending", 400 if request else 502)
-    if b"\r" in buf[:-1] and _BARE_CR.search(buf, 0, len(buf) - 1) is not None:
+    if b"\r" in buf and _BARE_CR.search(buf) is not None:
         raise exc("bare CR in head", 400 if request else 502)
 
 
