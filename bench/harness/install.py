@@ -159,18 +159,31 @@ def ensurePypyVenv(repoRoot: str, log: Log, allowInstall: bool = True) -> Option
             log(f"creating PyPy virtualenv {venv}")
             subprocess.run([pypy, "-m", "venv", venv], check=True, capture_output=True, timeout=600)
         log("installing linkerpy and its dependencies into the PyPy virtualenv (pip)")
+        # Debian's PyPy venv ships an old pip; newer pips pick wheels better.
+        subprocess.run([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
+                       capture_output=True, timeout=600)
+        # Recent cryptography releases have no PyPy 3.9 wheels and need a
+        # Rust toolchain to build: insist on a wheel, so pip falls back to
+        # the newest release that has one (and a matching pyOpenSSL).
         proc = subprocess.run(
-            [python, "-m", "pip", "install", "--quiet", "-e", repoRoot], capture_output=True, timeout=1800
+            [python, "-m", "pip", "install", "--quiet", "--prefer-binary", "--only-binary", "cryptography",
+             "-e", repoRoot],
+            capture_output=True, timeout=1800,
         )
     except (OSError, subprocess.SubprocessError) as e:
         log(f"PyPy virtualenv setup failed: {e}")
         return None
     if proc.returncode != 0:
-        log("pip install into the PyPy virtualenv failed: " + proc.stderr.decode("utf-8", "replace").strip()[-600:])
+        errors = [line for line in proc.stderr.decode("utf-8", "replace").splitlines()
+                  if line.strip() and not line.startswith("WARNING:")]
+        log("pip install into the PyPy virtualenv failed: " + "\n".join(errors[-12:]))
         return None
     with open(stampPath, "w") as f:
         f.write(stamp + "\n")
-    log(f"installed: linkerpy (editable) and dependencies into {venv}")
+    listing = subprocess.run([python, "-m", "pip", "list", "--format=freeze"], capture_output=True, timeout=120)
+    keyPackages = [line for line in listing.stdout.decode("utf-8", "replace").splitlines()
+                   if line.split("==")[0].lower() in ("twisted", "cryptography", "pyopenssl")]
+    log(f"installed: linkerpy (editable) and dependencies into {venv} ({', '.join(keyPackages)})")
     return python
 
 

@@ -203,6 +203,7 @@ def caseDocument(case: CaseData) -> Dict[str, Any]:
             "target": name,
             "available": res.available,
             "reason": res.reason,
+            "reference": res.reference,
             "command": res.command,
             "runs": res.runs,
         }
@@ -246,7 +247,8 @@ def renderChart(doc: Dict[str, Any], path: str) -> None:
     """
     Render the document's cases as horizontal bar charts (median, with
     min-max whiskers) into a PNG: one row per case, one panel per metric
-    that has a ratio column.
+    that has a ratio column (the headline metric and the CPU cost).  The
+    direct-to-origin reference rows are left out: they dwarf the proxies.
 
     Needs matplotlib (see L{bench.harness.install.ensureMatplotlib}).
     """
@@ -257,8 +259,11 @@ def renderChart(doc: Dict[str, Any], path: str) -> None:
 
     panels = []
     for case in doc["cases"]:
-        keys = [k for k in case["metrics"] if METRICS[k].showRatio][:2]
-        for key in keys:
+        # The headline metric, then the CPU cost (steadier on a shared
+        # machine) when the case has one, else the next ratio metric.
+        keys = [k for k in case["metrics"] if METRICS[k].showRatio]
+        cpu = [k for k in keys[1:] if k.startswith("cpu_")]
+        for key in keys[:1] + (cpu or keys[1:2]):
             panels.append((case, key))
     if not panels:
         return
@@ -271,7 +276,7 @@ def renderChart(doc: Dict[str, Any], path: str) -> None:
         names, medians, lows, highs, colours = [], [], [], [], []
         for res in case["results"]:
             s = res.get("summary", {}).get(key)
-            if not res["available"] or s is None:
+            if not res["available"] or s is None or res.get("reference"):
                 continue
             names.append(res["target"])
             medians.append(s["median"])

@@ -72,11 +72,15 @@ class Settings:
 class TargetResult:
     """
     One target's runs in one case.
+
+    @ivar reference: the row measures the origin directly (the harness's
+        ceiling), not a proxy.
     """
 
     target: str
     available: bool = True
     reason: Optional[str] = None
+    reference: bool = False
     command: List[str] = attrs.Factory(list)
     runs: List[Dict[str, Any]] = attrs.Factory(list)
 
@@ -179,6 +183,7 @@ class _Scenario:
                 continue
             for case in cases:
                 case.result(spec.name).command = list(r.command)
+                case.result(spec.name).reference = spec.kind == "origin"
             running.append(r)
         return running
 
@@ -200,7 +205,19 @@ class _Scenario:
         after = cpuTicks(set(pids) | set(r.pids()))
         m = wrkRunMetrics(result, cpuSeconds(before, after))
         m.update(self.busy(coresBefore, coresAfter))
+        m["other_proxy_cpu_busy"] = self.otherLoad(r, m)
         return m
+
+    def otherLoad(self, r: Running, m: Dict[str, Any]) -> Optional[float]:
+        """
+        The share of the proxy CPUs used by anything but the proxy during a
+        run (other users of a shared machine, interrupts): a noise gauge.
+        """
+        proxyCpus = cpuList(self.ctx.proxyCpus)
+        busy, cpuS, duration = m.get("proxy_cpu_busy"), m.get("cpu_s"), m.get("duration_s")
+        if not r.owned or busy is None or cpuS is None or not duration or not proxyCpus:
+            return None
+        return max(0.0, busy - cpuS / (duration * len(proxyCpus)))
 
     def busy(self, before: Dict[str, Any], after: Dict[str, Any]) -> Dict[str, Optional[float]]:
         """
