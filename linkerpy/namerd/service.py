@@ -56,7 +56,11 @@ class ApiSite(Site):
 
     def closeAll(self) -> None:
         for protocol in list(self.openProtocols):
-            transport = getattr(protocol, "transport", None)
+            # HTTP channels come wrapped (_GenericHTTPChannelProtocol): the
+            # transport is the inner channel's.
+            transport = getattr(protocol, "transport", None) or getattr(
+                getattr(protocol, "_channel", None), "transport", None
+            )
             if transport is not None:
                 transport.abortConnection()
 

@@ -80,6 +80,7 @@ class _Watcher:
         self.revision = 0
         self.synced: Deferred = Deferred()
         self.stream: Optional[BodyStream] = None
+        self.inflight: Optional[Deferred] = None
         self.call: Any = None
         self.stopped = False
         self.delays = store.newBackoff()
@@ -88,23 +89,36 @@ class _Watcher:
     def start(self) -> None:
         self._sync()
 
-    def stop(self) -> None:
+    def stop(self) -> Deferred:
+        """
+        Stop watching.
+
+        @return: a Deferred firing once the connections are closed.
+        """
         self.stopped = True
         if self.call is not None and self.call.active():
             self.call.cancel()
+        waits = []
+        if self.inflight is not None:
+            inflight, self.inflight = self.inflight, None
+            inflight.cancel()
         if self.stream is not None:
-            self.stream.abort()
+            stream, self.stream = self.stream, None
+            stream.abort()
+            waits.append(stream.done.addErrback(lambda _: None))
+        return DeferredList(waits)
 
     def _sync(self) -> None:
         self.call = None
         if self.stopped:
             return
         end = prefixEnd(self.prefix)
-        d = self.store.call("kv/range", {"key": _b64(self.prefix), "range_end": _b64(end)})
+        d = self.inflight = self.store.call("kv/range", {"key": _b64(self.prefix), "range_end": _b64(end)})
         d.addCallback(self._synced)
         d.addErrback(self._failed, "range")
 
     def _synced(self, answer: Dict[str, Any]) -> None:
+        self.inflight = None
         if self.stopped:
             return
         docs: Dict[str, Document] = {}
@@ -134,7 +148,7 @@ class _Watcher:
             }
         }
         stream = self.stream = BodyStream(JSONObjectDecoder(self._onMessage))
-        d = self.store.watchClient.post(
+        d = self.inflight = self.store.watchClient.post(
             self.store.url("watch"),
             data=json.dumps(body).encode("utf-8"),
             headers={b"content-type": [b"application/json"]},
@@ -144,10 +158,11 @@ class _Watcher:
         )
 
         def gotResponse(response: Any) -> Deferred:
+            self.inflight = None
+            response.deliverBody(stream)
             if response.code != 200:
                 stream.abort()
                 raise StoreUnavailable(f"etcd watch answered {response.code}")
-            response.deliverBody(stream)
             return stream.done
 
         d.addCallback(gotResponse)
@@ -186,6 +201,7 @@ class _Watcher:
 
     def _failed(self, failure: Any, what: str) -> None:
         self.stream = None
+        self.inflight = None
         self.connected = False
         if self.stopped:
             return
@@ -341,10 +357,10 @@ class EtcdStore:
         return self._started
 
     def close(self) -> Deferred:
-        for watcher in self._watchers.values():
-            watcher.stop()
+        waits = [watcher.stop() for watcher in self._watchers.values()]
         pool = self.client._agent._pool  # type: ignore[attr-defined]
-        return pool.closeCachedConnections()
+        waits.append(pool.closeCachedConnections())
+        return DeferredList(waits)
 
     # -- IDtabStore --------------------------------------------------------------------
 
