@@ -13,7 +13,7 @@ import shutil
 import tempfile
 
 import yaml
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from bench.harness import configs, report
 from bench.harness.cli import parseOptions, requiredBinaries, targetsFor
@@ -422,6 +422,33 @@ class ReportTests(SynchronousTestCase):
         self.assertFalse(byTarget["linkerpy-w2"]["available"])
         self.assertIn("--workers", byTarget["linkerpy-w2"]["reason"])
         self.assertNotIn("summary", byTarget["linkerpy-w2"])
+
+    def test_referenceRowsMarked(self) -> None:
+        """
+        A row measuring the origin directly is marked as a reference in the
+        JSON, so charts and readers do not take it for a proxy.
+        """
+        case = _httpCase()
+        case.result("origin").runs.append({"rps": 900.0, "valid": True})
+        case.result("origin").reference = True
+        byTarget = {r["target"]: r for r in report.caseDocument(case)["results"]}
+        self.assertTrue(byTarget["origin"]["reference"])
+        self.assertFalse(byTarget["nginx"]["reference"])
+
+    def test_chart(self) -> None:
+        """
+        The chart is a PNG drawn from the JSON document.
+        """
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise SkipTest("matplotlib is not installed (the harness installs it on demand)")
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        path = os.path.join(tmp, "chart.png")
+        report.renderChart(json.loads(json.dumps(report.buildDocument({}, [_httpCase()]))), path)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
     def test_writeJson(self) -> None:
         """

@@ -231,7 +231,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         runners = {"http": httpScenario, "tls": tlsScenario, "tcp": tcpScenario, "memory": memoryScenario}
         for scenario in opts.scenarios:
             log(f"[{scenario}]")
-            cases.extend(runners[scenario](ctx, settings, origin, targetsFor(scenario, opts), log))
+            runners[scenario](ctx, settings, origin, targetsFor(scenario, opts), log, cases)
     except Unavailable as e:
         log(f"the origin could not start: {e}")
         return 2

@@ -232,14 +232,15 @@ class ProcessManager:
 
 def installSignalHandlers() -> None:
     """
-    Turn SIGTERM and SIGHUP into L{KeyboardInterrupt}, so the harness's
-    C{finally} blocks (and atexit) stop the children as they do on Ctrl-C.
+    Turn SIGINT, SIGTERM and SIGHUP into L{KeyboardInterrupt}, so the
+    harness's C{finally} blocks (and atexit) stop the children.  SIGINT is
+    set explicitly because a shell starts background jobs with it ignored.
     """
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupt)
 
 

@@ -159,14 +159,24 @@ class _Scenario:
     recording, warm-up, measured wrk runs.
     """
 
-    def __init__(self, ctx: Context, settings: Settings, log: Log) -> None:
+    def __init__(self, ctx: Context, settings: Settings, log: Log, sink: Optional[List[CaseData]] = None) -> None:
         self.ctx = ctx
         self.settings = settings
         self.log = log
+        self.sink = sink if sink is not None else []
         self.script = os.path.join(ctx.workDir, "summary.lua")
         if not os.path.exists(self.script):
             with open(self.script, "w") as f:
                 f.write(WRK_LUA_SCRIPT)
+
+    def newCase(self, *args: Any) -> CaseData:
+        """
+        Create a case and add it to the sink straight away, so an
+        interrupted run still reports the runs it finished.
+        """
+        case = CaseData(*args)
+        self.sink.append(case)
+        return case
 
     def startAll(
         self, specs: Sequence[TargetSpec], cases: Sequence[CaseData], start: Callable[[TargetSpec], Running]
@@ -253,7 +263,7 @@ class LoadScenario(_Scenario):
         times round-robin, stop them.
         """
         metrics = ["rps", "p50_ms", "p99_ms", "cpu_us_per_req"]
-        cases = {c: CaseData(scenario, f"c{c}", titleFor(c), "nginx", metrics) for c in connections}
+        cases = {c: self.newCase(scenario, f"c{c}", titleFor(c), "nginx", metrics) for c in connections}
         running = self.startAll(specs, list(cases.values()), start)
         scheme = "https" if tls else "http"
         try:
@@ -310,7 +320,12 @@ def _brief(m: Dict[str, Any]) -> str:
 
 
 def httpScenario(
-    ctx: Context, settings: Settings, origin: Running, specs: Sequence[TargetSpec], log: Log
+    ctx: Context,
+    settings: Settings,
+    origin: Running,
+    specs: Sequence[TargetSpec],
+    log: Log,
+    sink: Optional[List[CaseData]] = None,
 ) -> List[CaseData]:
     """
     HTTP/1.1 keep-alive at each of C{settings.connections}.
@@ -324,11 +339,16 @@ def httpScenario(
     def title(c: int) -> str:
         return f"HTTP/1.1 keep-alive, {c} connection{'s' if c != 1 else ''}"
 
-    return LoadScenario(ctx, settings, log).run("http", title, specs, start, settings.connections)
+    return LoadScenario(ctx, settings, log, sink).run("http", title, specs, start, settings.connections)
 
 
 def tlsScenario(
-    ctx: Context, settings: Settings, origin: Running, specs: Sequence[TargetSpec], log: Log
+    ctx: Context,
+    settings: Settings,
+    origin: Running,
+    specs: Sequence[TargetSpec],
+    log: Log,
+    sink: Optional[List[CaseData]] = None,
 ) -> List[CaseData]:
     """
     HTTPS terminated by the proxy (self-signed certificate), plain HTTP
@@ -339,6 +359,8 @@ def tlsScenario(
     except (RuntimeError, OSError) as e:
         cases = [CaseData("tls", f"c{c}", f"HTTPS (TLS terminated), {c} connections", "nginx",
                           ["rps", "p50_ms", "p99_ms", "cpu_us_per_req"]) for c in settings.tlsConnections]
+        if sink is not None:
+            sink.extend(cases)
         for case in cases:
             for spec in specs:
                 case.markUnavailable(spec.name, f"no certificate: {e}")
@@ -350,7 +372,9 @@ def tlsScenario(
     def title(c: int) -> str:
         return f"HTTPS (TLS terminated by the proxy), {c} connection{'s' if c != 1 else ''}"
 
-    return LoadScenario(ctx, settings, log).run("tls", title, specs, start, settings.tlsConnections, tls=True)
+    return LoadScenario(ctx, settings, log, sink).run(
+        "tls", title, specs, start, settings.tlsConnections, tls=True
+    )
 
 
 class TcpScenario(_Scenario):
@@ -366,9 +390,9 @@ class TcpScenario(_Scenario):
         round-robin, stop everything.
         """
         s = self.settings
-        throughput = CaseData("tcp", "throughput", "TCP throughput (iperf3, one stream)", "haproxy",
+        throughput = self.newCase("tcp", "throughput", "TCP throughput (iperf3, one stream)", "haproxy",
                               ["gbps", "cpu_ms_per_gb"])
-        connRate = CaseData("tcp", "connrate",
+        connRate = self.newCase("tcp", "connrate",
                             f"TCP new connections (wrk, Connection: close, {s.connRateConnections} concurrent)",
                             "haproxy", ["conn_per_s", "p99_ms", "cpu_us_per_conn"])
         cases = [throughput, connRate]
@@ -447,12 +471,17 @@ class TcpScenario(_Scenario):
 
 
 def tcpScenario(
-    ctx: Context, settings: Settings, origin: Running, specs: Sequence[TargetSpec], log: Log
+    ctx: Context,
+    settings: Settings,
+    origin: Running,
+    specs: Sequence[TargetSpec],
+    log: Log,
+    sink: Optional[List[CaseData]] = None,
 ) -> List[CaseData]:
     """
     See L{TcpScenario}.
     """
-    return TcpScenario(ctx, settings, log).run(origin, specs)
+    return TcpScenario(ctx, settings, log, sink).run(origin, specs)
 
 
 class MemoryScenario(_Scenario):
@@ -467,7 +496,7 @@ class MemoryScenario(_Scenario):
         Measure each spec C{runs} times.
         """
         n = self.settings.idleConnections
-        case = CaseData("memory", "rss", f"Memory: idle, and with {n} idle client connections", "nginx",
+        case = self.newCase("memory", "rss", f"Memory: idle, and with {n} idle client connections", "nginx",
                         ["idle_rss_mib", "loaded_rss_mib", "per_conn_kib"])
         for run in range(self.settings.runs):
             for spec in specs:
@@ -539,9 +568,14 @@ def _memBrief(m: Dict[str, Any]) -> str:
 
 
 def memoryScenario(
-    ctx: Context, settings: Settings, origin: Running, specs: Sequence[TargetSpec], log: Log
+    ctx: Context,
+    settings: Settings,
+    origin: Running,
+    specs: Sequence[TargetSpec],
+    log: Log,
+    sink: Optional[List[CaseData]] = None,
 ) -> List[CaseData]:
     """
     See L{MemoryScenario}.
     """
-    return MemoryScenario(ctx, settings, log).run(origin, specs)
+    return MemoryScenario(ctx, settings, log, sink).run(origin, specs)
