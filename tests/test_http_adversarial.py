@@ -16,7 +16,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.protocol import ClientCreator, Factory, Protocol
 from twisted.internet.task import deferLater
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface import implementer
 
 from linkerpy.protocol.http.passthrough import PassthroughHandler
@@ -537,8 +537,11 @@ class TLSOriginTests(ProxyTestMixin, TestCase):
         connection; a wrong server name fails the handshake with nothing
         written.
         """
-        import trustme
-        from twisted.internet import ssl
+        try:
+            import trustme
+            from twisted.internet import ssl
+        except ImportError:
+            raise SkipTest("trustme or pyOpenSSL is not installed")
 
         from linkerpy.protocol.http.errors import TLSHandshakeFailed
         from linkerpy.protocol.http.headers import Headers

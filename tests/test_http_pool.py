@@ -10,10 +10,9 @@ from typing import Any, Tuple
 
 from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
-from twisted.internet.ssl import optionsForClientTLS
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from linkerpy.protocol.http.errors import (
     ConnectionFailed,
@@ -29,6 +28,14 @@ from linkerpy.protocol.http.message import RequestHead
 from linkerpy.protocol.http.pool import HTTPConnectionPool, PoolSettings
 from linkerpy.protocol.http.stream import collect
 from linkerpy.telemetry.metrics import MetricsTree
+
+def _tls() -> Any:
+    try:
+        from twisted.internet.ssl import optionsForClientTLS
+    except ImportError:
+        raise SkipTest("pyOpenSSL is not installed")
+    return optionsForClientTLS
+
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -224,6 +231,7 @@ class ConnectFailureTests(PoolTestMixin, SynchronousTestCase):
         With TLS, the connection is only ready after the handshake; a
         failure before that is L{TLSHandshakeFailed}, nothing written.
         """
+        optionsForClientTLS = _tls()
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
         reactor = MemoryReactorClock()
@@ -243,6 +251,7 @@ class ConnectFailureTests(PoolTestMixin, SynchronousTestCase):
         """
         The request is written once the TLS handshake completes.
         """
+        optionsForClientTLS = _tls()
         reactor = MemoryReactorClock()
         pool = HTTPConnectionPool(reactor, "h", 443, tlsCreator=optionsForClientTLS("h"))
         pool.request(get())
