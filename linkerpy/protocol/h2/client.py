@@ -258,8 +258,15 @@ class H2ClientProtocol(H2Protocol):
         body = stream.body = H2Body(self, stream.id, contentLength(event.headers))
         response = req.response = H2Response(H2ResponseHead(status, headers), body)
         body.onEnd(lambda failure: self._setTrailers(response, body))
+        if event.stream_ended is not None:
+            # HEADERS with END_STREAM (e.g. a gRPC trailers-only response):
+            # complete before anyone sees it, so it is relayed the same way.
+            stream.inClosed = True
+            body._finish(None)
         if not req.deferred.called:
             req.deferred.callback(response)
+        if stream.inClosed:
+            self._maybeForget(stream)
 
     @staticmethod
     def _setTrailers(response: H2Response, body: H2Body) -> None:

@@ -334,9 +334,15 @@ class H2Protocol(Protocol):
             self.transport.write(data)
 
     def loseConnection(self) -> None:
-        if self.transport is not None:
+        transport = self.transport
+        if transport is not None:
             self._flushNow()
-            self.transport.loseConnection()
+            # A TLS transport delays its shutdown while a producer is
+            # registered: nothing more will be produced anyway.
+            if not getattr(self, "_unregistered", False):
+                self._unregistered = True
+                transport.unregisterProducer()
+            transport.loseConnection()
 
     def abortConnection(self) -> None:
         if self.transport is not None:
@@ -636,7 +642,8 @@ class H2Protocol(Protocol):
             self._streamLost(stream, reason)
         self._connectionClosed(reason)
         transport, self.transport = self.transport, None
-        if transport is not None:
+        if transport is not None and not getattr(self, "_unregistered", False):
+            self._unregistered = True
             try:
                 transport.unregisterProducer()
             except Exception:

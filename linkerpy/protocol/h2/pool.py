@@ -258,7 +258,8 @@ class H2ClientPool:
         if not self.connections:
             closing, self._closing = self._closing, []
             for d in closing:
-                d.callback(None)
+                if not d.called:
+                    d.callback(None)
 
     def _idle(self, proto: H2ClientProtocol) -> None:
         timeout = self.idleTimeout
