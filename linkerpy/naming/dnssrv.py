@@ -82,7 +82,7 @@ class _SrvVar(Var[Addr]):
                 self._fail(DNSLookupError(f"SRV lookup of {self._name} failed: {f.getErrorMessage()}"))
 
         def again(_: Any) -> None:
-            if generation == self._generation and self._observers:
+            if generation == self._generation:
                 self._call = self._namer.reactor.callLater(self._namer.refresh, self._lookup, generation)
 
         d.addCallbacks(ok, failed).addBoth(again)

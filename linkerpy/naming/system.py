@@ -144,7 +144,7 @@ class _InetVar(Var[Addr]):
                 self._set(AddrFailed(Exception(f"DNS lookup of {self._host} returned no addresses")))
             else:
                 self._set(AddrNeg)
-            if not self._fixed and self._observers:
+            if not self._fixed and generation == self._generation:
                 self._call = self._resolver.reactor.callLater(self._resolver.refresh, self._lookup, generation)
 
         try:
