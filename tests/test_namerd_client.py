@@ -369,6 +369,10 @@ class PolicySourceTests(ServerMixin, TestCase):
         self.assertEqual(entry.matcher, PathMatcher("/svc/hello"))
         self.assertEqual(entry.values, {"totalTimeoutMs": 600})
         self.assertEqual(entry.origin, "namerd:default/service.configs[0]")
+        document["service"]["configs"][0]["totalTimeoutMs"] = 100
+        yield self.store.update("policy", "default", json.dumps(document), None)
+        yield waitUntil(lambda: len(seen) >= 3, TIMEOUT, "entries differing only in a value")
+        self.assertEqual(seen[-1][0].values, {"totalTimeoutMs": 100})
         yield waitUntil(lambda: len(client.entries().sample()) == 1, TIMEOUT, "client entries")
         self.assertEqual(client.entries().sample()[0].values, {"requestAttemptTimeoutMs": 50})
         yield self.store.update("policy", "default", json.dumps({"client": document["client"]}), None)

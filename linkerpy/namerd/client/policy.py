@@ -31,6 +31,27 @@ __all__ = ["NamerdPolicySource"]
 log = Logger()
 
 
+class _EntriesVar(Var[Tuple[Any, ...]]):
+    """
+    A Var that tells its observers about every new tuple of entries:
+    C{PolicyEntry} equality ignores the values, so two documents differing
+    only in a value (C{totalTimeoutMs: 600} then C{100}) compare equal.
+    """
+
+    __slots__ = ()
+
+    def _set(self, value: Any) -> None:
+        if value is self._value:
+            return
+        self._value = value
+        self._version += 1
+        version = self._version
+        for obs in tuple(self._observers):
+            if self._version != version:
+                return
+            obs._deliver(value)
+
+
 @implementer(IPolicySource)
 class NamerdPolicySource:
     """
@@ -49,7 +70,7 @@ class NamerdPolicySource:
         self.connection = connectionFor(context, config)
         self.errors = self.connection.metrics.counter("policy_errors")
         self.lastError: Any = None
-        self._entries: "Var[Tuple[Any, ...]]" = Var(())
+        self._entries: "Var[Tuple[Any, ...]]" = _EntriesVar(())
         url = self.connection.url("policy", watch="true")
         self.client = WatchClient(self.connection, f"policy {scope}", url, self._onDocument, None, f"{scope} policy")
         self.client.start()
