@@ -42,6 +42,8 @@ class Origin:
         self.calls: Dict[str, int] = {}
         self.lock = threading.Lock()
         self.barrier: Any = None
+        self.downloadChunk = b""
+        self.downloadCount = 0
         handler = grpc.method_handlers_generic_handler(
             name,
             {
@@ -49,6 +51,7 @@ class Origin:
                 "Bidi": grpc.stream_stream_rpc_method_handler(self.bidi),
                 "Fetch": grpc.unary_stream_rpc_method_handler(self.fetch),
                 "Upload": grpc.stream_unary_rpc_method_handler(self.upload),
+                "Download": grpc.unary_stream_rpc_method_handler(self.download),
             },
         )
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
@@ -83,6 +86,10 @@ class Origin:
             context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
         for i in range(3):
             yield b"part %d" % i
+
+    def download(self, request: bytes, context: Any) -> Any:
+        for _ in range(self.downloadCount):
+            yield self.downloadChunk
 
     def upload(self, requests: Any, context: Any) -> bytes:
         total = 0
