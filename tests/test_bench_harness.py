@@ -402,6 +402,17 @@ class ReportTests(SynchronousTestCase):
         lines = report.reasonLines("first\n\n" + "x" * 500 + "\nthird\nfourth\nfifth", limit=3, width=20)
         self.assertEqual(lines, ["first", "x" * 17 + "...", "third"])
 
+    def test_reasonLinesKeepEnds(self) -> None:
+        """
+        A long log tail keeps its first line and its last one (a traceback's
+        exception), with an ellipsis between.
+        """
+        reason = "x exited:\nTraceback (most recent call last):\n  File a\n  File b\nModuleNotFoundError: w"
+        self.assertEqual(
+            report.reasonLines(reason, limit=4),
+            ["x exited:", "Traceback (most recent call last):", "...", "ModuleNotFoundError: w"],
+        )
+
     def test_documentShape(self) -> None:
         """
         The JSON document carries the schema, metadata, and per case each

@@ -117,13 +117,22 @@ def formatRatio(value: Optional[float]) -> str:
 
 def reasonLines(reason: Optional[str], limit: int = 4, width: int = 150) -> List[str]:
     """
-    The first line of an unavailability reason and up to C{limit - 1} of the
-    non-blank lines after it (usually the target's log tail), shortened.
+    A short form of an unavailability reason: its first line, then, of the
+    non-blank lines after it (usually the target's log tail), the first one
+    and the last ones, up to C{limit} lines in all, each cut to C{width}.
+    Keeping both ends shows a config error's heading and a traceback's
+    final exception.
     """
     lines = [line.rstrip() for line in (reason or "unavailable").strip().splitlines() if line.strip()]
     if not lines:
         return ["unavailable"]
-    kept = lines[:1] + lines[1:limit]
+    head, rest = lines[0], lines[1:]
+    room = limit - 1
+    if len(rest) > room and room >= 3:
+        rest = rest[:1] + ["..."] + rest[len(rest) - (room - 2):]
+    else:
+        rest = rest[:room]
+    kept = [head] + rest
     return [(line[: width - 3] + "...") if len(line) > width else line for line in kept]
 
 

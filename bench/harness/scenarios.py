@@ -146,6 +146,15 @@ def wrkRunMetrics(result: WrkResult, cpuS: Optional[float]) -> Dict[str, Any]:
     }
 
 
+def lastLine(text: str, width: int = 160) -> str:
+    """
+    The last non-blank line of a message (for a one-line progress note).
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    last = lines[-1] if lines else "?"
+    return last if len(last) <= width else last[: width - 3] + "..."
+
+
 def _rotate(items: Sequence[Running], k: int) -> List[Running]:
     if not items:
         return []
@@ -187,7 +196,7 @@ class _Scenario:
                 r = start(spec)
             except Unavailable as e:
                 reason = str(e).strip()
-                self.log(f"  {spec.name}: unavailable ({reason.splitlines()[0] if reason else '?'})")
+                self.log(f"  {spec.name}: unavailable: {lastLine(reason)}")
                 for case in cases:
                     case.markUnavailable(spec.name, reason)
                 continue
@@ -506,7 +515,7 @@ class MemoryScenario(_Scenario):
                     r = startHttpTarget(self.ctx, spec, origin.port)
                 except Unavailable as e:
                     case.markUnavailable(spec.name, str(e).strip())
-                    self.log(f"  {spec.name}: unavailable ({str(e).strip().splitlines()[0]})")
+                    self.log(f"  {spec.name}: unavailable: {lastLine(str(e))}")
                     continue
                 case.result(spec.name).command = list(r.command)
                 try:
