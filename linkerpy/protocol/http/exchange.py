@@ -34,6 +34,9 @@ _M_CLOSE = 3
 
 _STRIP = HOP_BY_HOP | FRAMING
 
+#: Status lines already built, by (status, reason).
+_STATUS_LINES: dict = {}
+
 
 def _cleanHeaders(headers: Headers) -> bytes:
     """
@@ -153,7 +156,13 @@ class ServerExchange:
         request = self.request
         status = head.status
         self._status = status
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, head.reason), _cleanHeaders(head.headers)]
+        key = (status, head.reason)
+        line = _STATUS_LINES.get(key)
+        if line is None:
+            line = b"HTTP/1.1 %d %s\r\n" % key
+            if len(_STATUS_LINES) < 1000:
+                _STATUS_LINES[key] = line
+        parts = [line, _cleanHeaders(head.headers)]
         close = protocol._shouldClose(request)
         if status < 200 or status == 204:
             mode = _M_NONE

@@ -77,6 +77,9 @@ def connectionTokens(value: bytes) -> List[bytes]:
     Split a C{Connection} (or other comma-separated token list) value into
     lower-cased tokens, dropping empty elements.
     """
+    if b"," not in value:
+        token = value.strip(b" \t").lower()
+        return [token] if token else []
     return [t for t in (p.strip(b" \t").lower() for p in value.split(b",")) if t]
 
 
@@ -260,9 +263,10 @@ class Headers:
         """
         The fields as C{b"Name: value\\r\\n"} lines (no final empty line).
         """
-        if not self._items:
-            return b""
-        return b"".join([name + b": " + value + b"\r\n" for _, name, value in self._items])
+        out: List[bytes] = []
+        for _, name, value in self._items:
+            out += (name, b": ", value, b"\r\n")
+        return b"".join(out)
 
 
 def stripHopByHop(headers: Headers) -> int:

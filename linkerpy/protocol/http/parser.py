@@ -44,6 +44,8 @@ _TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl
 _FIELD_BLOCK_CHARS = b"\t\r\n" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 
 _VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]\Z")
+#: Bytes allowed in a reason phrase.
+_REASON_CHARS = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 _STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?\Z")
 
 # Request targets.  Beyond RFC 3986 (unreserved, sub-delims, ":", "@", "/",
@@ -259,16 +261,15 @@ def _fields(
         raise exc("too many header fields", 431 if exc is RequestRejected else 502)
     if block.count(b"\n") != n - 1 or block.count(b"\r") != n - 1:
         raise exc(explainFields(block), bad)
+    if block[:1] == b":" or b"\n:" in block:
+        raise exc("empty header name", bad)
     items: List[Tuple[bytes, bytes, bytes]] = []
     append = items.append
-    names = []
-    nameAppend = names.append
     found: Optional[List[Tuple[int, bytes]]] = None
     for line in lines:
         name, sep, value = line.partition(b":")
-        if not sep or not name:
+        if not sep:
             raise exc(explainFields(block), bad)
-        nameAppend(name)
         lname = name.lower()
         kind = special.get(lname)
         if kind is None:
@@ -281,12 +282,15 @@ def _fields(
                 found = [(kind, value)]
             else:
                 found.append((kind, value))
-    if b"".join(names).translate(None, _TOKEN_CHARS):
+    # Special fields matched a known (valid) lower-case name; check the rest.
+    if b"".join([item[1] for item in items]).translate(None, _TOKEN_CHARS):
         raise exc(explainFields(block), bad)
     return items, found
 
 
 def _contentLength(values: bytes, exc: type) -> int:
+    if values.isdigit() and len(values) <= 18:
+        return int(values)
     parts = values.split(b",")
     first = None
     for part in parts:
@@ -501,16 +505,21 @@ def parseResponseHead(
     lineEnd = buf.find(b"\r\n", 0, end + 2)
     if lineEnd > limits.maxInitialLine:
         raise FramingError("status line too long", 502)
-    m = _STATUS_LINE.match(buf, 0, lineEnd)
-    if m is None:
-        raise FramingError("malformed status line", 502)
-    major, minor, code, reason = m.groups()
-    if major != b"1" or minor not in (b"0", b"1"):
+    line = buf[:lineEnd]
+    code = line[9:12]
+    reason = line[13:]
+    if (
+        line[:9] == b"HTTP/1.1 " or line[:9] == b"HTTP/1.0 "
+    ) and code.isdigit() and (lineEnd == 12 or line[12:13] == b" ") and not reason.translate(None, _REASON_CHARS):
+        http11 = line[7] == 49  # "1"
+    else:
+        m = _STATUS_LINE.match(line)
+        if m is None:
+            raise FramingError("malformed status line", 502)
         raise FramingError("unsupported HTTP version in response", 502)
     status = int(code)
     if status < 100 or status > 599:
         raise FramingError("invalid status code", 502)
-    http11 = minor == b"1"
 
     if lineEnd < end:
         items, found = _fields(buf, lineEnd + 2, end, limits, FramingError, _RESPONSE_SPECIAL)

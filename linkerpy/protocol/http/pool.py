@@ -273,6 +273,7 @@ class HTTPConnectionPool:
             settings = attrs.evolve(settings, **overrides)
         self.settings = settings
         self._limits = self.settings.limits()
+        self._sweepInterval = settings.sweepInterval()
         self._tlsCreator = tlsCreator
         self._idle: List[HTTPClientProtocol] = []
         self._connections: Set[HTTPClientProtocol] = set()
@@ -455,10 +456,8 @@ class HTTPConnectionPool:
                 return
         conn.idleSince = now
         self._idle.append(conn)
-        if self._sweeper is None:
-            granularity = self.settings.sweepInterval()
-            if granularity is not None:
-                self._sweeper = self._clock.callLater(granularity, self._sweep)
+        if self._sweeper is None and self._sweepInterval is not None:
+            self._sweeper = self._clock.callLater(self._sweepInterval, self._sweep)
 
     def _connectionDetached(self, conn: HTTPClientProtocol) -> None:
         """
@@ -522,10 +521,8 @@ class HTTPConnectionPool:
             else:
                 keep.append(conn)
         self._idle = keep
-        if keep and not self._closed:
-            granularity = settings.sweepInterval()
-            if granularity is not None:
-                self._sweeper = self._clock.callLater(granularity, self._sweep)
+        if keep and not self._closed and self._sweepInterval is not None:
+            self._sweeper = self._clock.callLater(self._sweepInterval, self._sweep)
 
 
 def _describe(exc: BaseException) -> str:
