@@ -7,6 +7,7 @@ turning the data plane's upstream errors into router errors.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, Dict, Optional
 
 from twisted.internet.defer import Deferred
@@ -219,12 +220,46 @@ class HttpProtocolAdapter(ProtocolAdapter):
             headers.remove(L5D_DST_RESIDUAL)
         if call.deadline is not None:
             headers.set(L5D_CTX_DEADLINE, deadlineHeader(call.deadline, self.reactor.seconds()))
+        if client.policy.values.get("forwardClientCert"):
+            value = clientCertHeader(call.exchange)
+            if value is not None:
+                headers.set(XFCC, value)
+            elif call.attempts:
+                headers.remove(XFCC)
         call.attempts += 1
         d = endpoint.pool.request(head, call.nextBody())
         return d.addErrback(self._translate, endpoint, call, client)
 
     def _translate(self, failure: Failure, endpoint: Any, call: Any, client: Client) -> Failure:
         return Failure(translate(failure.value, endpoint, call, client))
+
+
+XFCC = b"x-forwarded-client-cert"
+
+
+def clientCertHeader(exchange: Any) -> Optional[bytes]:
+    """
+    The C{x-forwarded-client-cert} value for the verified client certificate
+    of the downstream connection, computed once per connection.
+    """
+    if exchange is None or not exchange.isSecure:
+        return None
+    connection = getattr(getattr(exchange, "_protocol", None), "transport", None)
+    value = _xfccCache.get(connection) if connection is not None else None
+    if value is None:
+        cert = exchange.peerCertificate()
+        value = b""
+        if cert is not None:
+            from linkerpy.tls.identity import forwardClientCertHeader
+
+            value = forwardClientCertHeader(cert.to_cryptography() if hasattr(cert, "to_cryptography") else cert)
+        if connection is not None:
+            _xfccCache[connection] = value
+    return value or None
+
+
+#: Header values per TLS connection (its transport), freed with it.
+_xfccCache: "weakref.WeakKeyDictionary[Any, bytes]" = weakref.WeakKeyDictionary()
 
 
 def translate(error: BaseException, endpoint: Any, call: Any, client: Any) -> BaseException:

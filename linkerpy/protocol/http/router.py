@@ -26,7 +26,7 @@ from zope.interface import implementer
 from linkerpy.errors import RoutingError, UnidentifiedRequest, messageFor, statusFor
 from linkerpy.interfaces import IRouter
 from linkerpy.protocol.http import l5d
-from linkerpy.protocol.http.adapter import HttpProtocolAdapter
+from linkerpy.protocol.http.adapter import XFCC, HttpProtocolAdapter
 from linkerpy.protocol.http.call import HttpCall
 from linkerpy.protocol.http.identifiers import Identified
 from linkerpy.router.routing import RoutingCore
@@ -107,6 +107,8 @@ class HttpRequestHandler:
         headers = head.headers
         if self.clearContext:
             l5d.clearRequestContext(headers)
+        if XFCC in headers:
+            headers.remove(XFCC)  # never trust an inbound value
         l5d.checkCallDepth(headers, self.maxCallDepth)
         call.localDtab = l5d.readLocalDtab(headers)
         call.deadline = l5d.readDeadline(headers)
