@@ -115,6 +115,19 @@ class Raw(Answer):
             proto.transport.loseConnection()
 
 
+class Early(Answer):
+    """
+    Origin behaviour: answer 413 as soon as a head arrives, without reading
+    the body.
+    """
+
+    def data(self, proto: OriginProtocol, data: bytes) -> None:
+        proto.buffer += data
+        if b"\r\n\r\n" in proto.buffer and not proto.tunnel:
+            proto.tunnel = True  # answered; ignore the rest
+            proto.transport.write(b"HTTP/1.1 413 Too Large\r\nContent-Length: 4\r\n\r\nbig!")
+
+
 class Stream(Answer):
     """
     Origin behaviour: stream C{size} bytes with a Content-Length, respecting
@@ -450,6 +463,22 @@ class ConnectionBehaviourTests(ProxyTestMixin, TestCase):
         yield client.waitFor(completeResponses(1))
         self.assertIn(b"5\r\nhello\r\n", origin.received())
         self.assertTrue(origin.received().endswith(b"6\r\n world\r\n0\r\n\r\n"))
+
+    @inlineCallbacks
+    def test_earlyOriginResponse(self) -> None:
+        """
+        An origin answering before reading the request body: the client gets
+        the answer with C{Connection: close}, and the rest of its body is
+        not forwarded.
+        """
+        origin = self.startProxy(Early())
+        client = yield self.connect()
+        client.transport.write(b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 1000000\r\n\r\n" + b"a" * 1000)
+        data = yield client.waitFor(completeResponses(1))
+        self.assertTrue(data.startswith(b"HTTP/1.1 413 Too Large\r\n"))
+        self.assertIn(b"Connection: close\r\n", data)
+        yield client.closed.addTimeout(TIMEOUT, reactor)
+        self.assertLess(len(origin.received()), 1000000)
 
     @inlineCallbacks
     def test_slowloris(self) -> None:

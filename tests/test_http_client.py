@@ -442,6 +442,9 @@ class RequestBodyTests(ClientTestMixin, SynchronousTestCase):
             def stopProducing(self) -> None:
                 pass
 
+            def abort(self) -> None:
+                pass
+
         source = Source()
         listener = self.send(conn, get(method=b"POST", contentLength=10), source)
         source.consumer.dataReceived(b"abc")
@@ -452,8 +455,8 @@ class RequestBodyTests(ClientTestMixin, SynchronousTestCase):
 
     def test_earlyResponse(self) -> None:
         """
-        A response arriving before the request body was sent stops the body
-        and the connection is not reused.
+        A response arriving before the request body was sent stops (aborts)
+        the body and the connection is not reused.
         """
         conn = self.connect()
 
@@ -473,11 +476,16 @@ class RequestBodyTests(ClientTestMixin, SynchronousTestCase):
             def stopProducing(self) -> None:
                 pass
 
+            def abort(self) -> None:
+                self.aborted = True
+
         source = Source()
+        source.aborted = False
         listener = self.send(conn, get(method=b"POST", contentLength=1000), source)
         conn.dataReceived(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
         self.assertEqual(listener.response.head.status, 413)
         source.consumer.dataReceived(b"late")
         self.assertNotIn(b"late", self.transport.value())
+        self.assertTrue(source.aborted)
         self.assertTrue(self.transport.disconnecting)
         self.assertEqual(self.owner.events, ["ready"])

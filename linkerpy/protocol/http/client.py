@@ -304,16 +304,23 @@ class HTTPClientProtocol(Protocol):
             self._requestWritten = True
 
     def _stopRequestBody(self) -> None:
+        """
+        Stop sending the request body (the exchange is over or failed): the
+        rest of it is not wanted, so the source is aborted (a replay view
+        only detaches, keeping the body for a retry).
+        """
         writer = self._writer
         if writer is not None:
             self._writer = None
             writer._active = False
-            if self._requestBody is not None and not self._requestDone:
+            body = self._requestBody
+            self._requestBody = None
+            if body is not None and not self._requestDone:
                 try:
                     self.transport.unregisterProducer()
                 except RuntimeError:
                     pass
-            self._requestBody = None
+                body.abort()
 
     def _requestBodyDone(self) -> None:
         self._requestDone = True

@@ -16,7 +16,7 @@ C{Transfer-Encoding}), which live on the message head instead
 from __future__ import annotations
 
 import re
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 __all__ = [
     "Headers",
@@ -55,6 +55,36 @@ PROTECTED = frozenset({b"host", b"content-length", b"transfer-encoding"})
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _VALUE = re.compile(rb"(?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?\Z")
+
+
+_TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_VALUE_CHARS = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+_WHITESPACE = (0x20, 0x09)
+
+#: Names already validated, with their lower-case form (bounded).
+_KNOWN_NAMES: Dict[bytes, bytes] = {}
+
+
+def _checkName(name: bytes) -> bytes:
+    """
+    Validate a field name; return it lower-cased.
+    """
+    lname = _KNOWN_NAMES.get(name)
+    if lname is None:
+        if not name or name.translate(None, _TOKEN_CHARS):
+            raise ValueError(f"invalid header name {name!r}")
+        lname = name.lower()
+        if len(_KNOWN_NAMES) < 4096:
+            _KNOWN_NAMES[name] = lname
+    return lname
+
+
+def _checkValue(value: bytes) -> None:
+    """
+    Validate a field value (no controls, no surrounding whitespace).
+    """
+    if value and (value.translate(None, _VALUE_CHARS) or value[0] in _WHITESPACE or value[-1] in _WHITESPACE):
+        raise ValueError(f"invalid header value {value!r}")
 
 
 def validName(name: bytes) -> bool:
@@ -187,11 +217,8 @@ class Headers:
         @raise ValueError: if C{name} is not a token or C{value} contains
             control characters, CR/LF, or leading/trailing whitespace.
         """
-        if _TOKEN.match(name) is None:
-            raise ValueError(f"invalid header name {name!r}")
-        if _VALUE.match(value) is None:
-            raise ValueError(f"invalid header value {value!r}")
-        lname = name.lower()
+        lname = _checkName(name)
+        _checkValue(value)
         if lname in _UNCLEAN:
             self._clean = False
         self._items.append((lname, name, value))
@@ -201,18 +228,22 @@ class Headers:
         Replace every value of C{name} with one C{value} (appended last if
         absent, otherwise at the position of the first occurrence).
         """
-        if _TOKEN.match(name) is None:
-            raise ValueError(f"invalid header name {name!r}")
-        if _VALUE.match(value) is None:
-            raise ValueError(f"invalid header value {value!r}")
-        lname = name.lower()
+        lname = _checkName(name)
+        _checkValue(value)
         if lname in _UNCLEAN:
             self._clean = False
         items = self._items
-        for i, item in enumerate(items):
-            if item[0] == lname:
+        n = len(items)
+        for i in range(n):
+            if items[i][0] == lname:
                 items[i] = (lname, name, value)
-                self._items = items[: i + 1] + [it for it in items[i + 1 :] if it[0] != lname]
+                j = i + 1
+                while j < n:
+                    if items[j][0] == lname:
+                        del items[j]
+                        n -= 1
+                    else:
+                        j += 1
                 return
         items.append((lname, name, value))
 

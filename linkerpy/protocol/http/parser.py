@@ -35,8 +35,6 @@ __all__ = [
     "explainFields",
 ]
 
-_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-
 #: Token characters (method, field names), for C{bytes.translate} checks.
 _TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 #: Bytes allowed anywhere in a field block: HTAB, SP, visible ASCII,

@@ -370,13 +370,13 @@ class HTTPServerProtocol(Protocol):
 
     def _bodyAbort(self, source: Any, reason: Any) -> None:
         """
-        The handler does not want the rest of the request body: it is read
-        and discarded, and the connection closes after the response.
+        The handler does not want the rest of the request body: stop reading
+        it; the connection closes after the response.
         """
         if source is self._body:
             self._closing = True
             self._closeAfterResponse = True
-            self._resume(_P_BODY)
+            self._pause(_P_BODY)
             if self._exchange is None:
                 self._loseConnection()
 
