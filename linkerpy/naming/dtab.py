@@ -94,7 +94,7 @@ class Dtab:
         self.dentries: Tuple[Dentry, ...] = tuple(dentries)
         self._hash: Optional[int] = None
         self._show: Optional[str] = None
-        self._index: Optional[Tuple[Dict[bytes, List[int]], List[int]]] = None
+        self._index: Optional[_TrieNode] = None
 
     @classmethod
     def read(cls, text: str) -> "Dtab":
@@ -176,17 +176,23 @@ class Dtab:
 
     # -- lookup -------------------------------------------------------------
 
-    def _buildIndex(self) -> Tuple[Dict[bytes, List[int]], List[int]]:
-        byFirst: Dict[bytes, List[int]] = {}
-        wild: List[int] = []
+    def _buildIndex(self) -> "_TrieNode":
+        root = _TrieNode()
         for i, d in enumerate(self.dentries):
-            elems = d.prefix.elems
-            if not elems or elems[0] is ANY:
-                wild.append(i)
-            else:
-                byFirst.setdefault(elems[0], []).append(i)
-        self._index = (byFirst, wild)
-        return self._index
+            node = root
+            for e in d.prefix.elems:
+                if e is ANY:
+                    if node.any is None:
+                        node.any = _TrieNode()
+                    node = node.any
+                else:
+                    child = node.children.get(e)
+                    if child is None:
+                        child = node.children[e] = _TrieNode()
+                    node = child
+            node.entries.append(i)
+        self._index = root
+        return root
 
     def matching(self, path: Path) -> List[Dentry]:
         """
@@ -195,20 +201,24 @@ class Dtab:
         dentries = self.dentries
         if len(dentries) <= 8:
             return [d for d in reversed(dentries) if d.prefix.matches(path)]
-        index = self._index or self._buildIndex()
-        byFirst, wild = index
-        if path.elems:
-            candidates = byFirst.get(path.elems[0], ())
-            if wild:
-                candidates = sorted(list(candidates) + wild)
-        else:
-            candidates = wild
-        out = []
-        for i in reversed(candidates):
-            d = dentries[i]
-            if d.prefix.matches(path):
-                out.append(d)
-        return out
+        root = self._index or self._buildIndex()
+        found: List[int] = list(root.entries)
+        frontier = [root]
+        for e in path.elems:
+            nxt = []
+            for node in frontier:
+                child = node.children.get(e)
+                if child is not None:
+                    nxt.append(child)
+                    found.extend(child.entries)
+                if node.any is not None:
+                    nxt.append(node.any)
+                    found.extend(node.any.entries)
+            if not nxt:
+                break
+            frontier = nxt
+        found.sort(reverse=True)
+        return [dentries[i] for i in found]
 
     def lookup(self, path: Path) -> NameTree:
         """
@@ -224,6 +234,20 @@ class Dtab:
         if len(trees) == 1:
             return trees[0]
         return Alt(*trees)
+
+
+class _TrieNode:
+    """
+    A node of the prefix index: literal children, a wildcard child, and the
+    indices of the dentries whose prefix ends here.
+    """
+
+    __slots__ = ("children", "any", "entries")
+
+    def __init__(self) -> None:
+        self.children: Dict[bytes, "_TrieNode"] = {}
+        self.any: Optional["_TrieNode"] = None
+        self.entries: List[int] = []
 
 
 def _rewrite(dst: NameTree, residual: Path) -> NameTree:

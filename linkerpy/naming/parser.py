@@ -10,6 +10,7 @@ never inside a path.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import TYPE_CHECKING, List
 
@@ -25,6 +26,7 @@ __all__ = ["ParseError", "readPath", "readPrefix", "readTree", "readDentry", "re
 MAX_NESTING = 64
 
 _EOI = "\uffff"
+_SHOWABLE_RUN = re.compile(r"[0-9A-Za-z_:.#$%-]+")
 _HEX = frozenset("0123456789abcdefABCDEF")
 _NON_BREAKING = frozenset("\u00a0\u2007\u202f")
 _JAVA_SPACE_CONTROLS = frozenset("\t\n\u000b\f\r\u001c\u001d\u001e\u001f")
@@ -126,11 +128,15 @@ class _Parser:
     def parseLabel(self) -> bytes:
         out = bytearray()
         while True:
+            run = _SHOWABLE_RUN.match(self.s, self.i)
+            if run is not None:
+                self.i = run.end()
+                out += run.group().encode("ascii")
+                if not self.isLabelChar(self.peek()):
+                    return bytes(out)
+                continue
             ch = self.peek()
-            if isShowable(ch):
-                self.i += 1
-                out.append(ord(ch))
-            elif ch == "\\":
+            if ch == "\\":
                 self.i += 1
                 self.eat("x")
                 hi = self.parseHex()
