@@ -437,3 +437,25 @@ class CancelAndCloseTests(PoolTestMixin, SynchronousTestCase):
         d = pool.request(get())
         self.reactor.tcpClients[0][2].clientConnectionFailed(None, Failure(OSError("no route")))
         self.assertIn("no route", str(self.failureResultOf(d, ConnectionFailed).value))
+
+
+class HalfCloseTests(PoolTestMixin, SynchronousTestCase):
+    """
+    An origin half-closing an idle connection.
+    """
+
+    def test_idleHalfClosedNotReused(self) -> None:
+        """
+        Once the origin's FIN is read, the idle connection is never handed
+        out again, even before C{connectionLost} arrives.
+        """
+        pool = self.makePool()
+        d = pool.request(get())
+        proto, transport = self.establish()
+        self.respond(proto)
+        self.successResultOf(d)
+        proto.readConnectionLost()
+        self.assertTrue(transport.disconnecting)
+        pool.request(get(b"/next"))
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+        self.assertNotIn(b"/next", transport.value())

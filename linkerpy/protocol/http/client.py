@@ -214,7 +214,10 @@ class HTTPClientProtocol(Protocol):
         # An HTTP exchange cannot continue on a half-closed connection: treat
         # the end of input as the end of the connection.
         self.transport.loseConnection()
-        if self._state == _ACTIVE:
+        if self._state == _IDLE:
+            # the origin closed an idle connection: never hand it out again
+            self._state = _CLOSED
+        elif self._state == _ACTIVE:
             self._state = _CLOSED
             self._activeLost(Failure(ConnectionDone()))
 
