@@ -115,16 +115,24 @@ class INamerPlugin(IPluginKind):
 class INamer(Interface):
     """
     Binds the part of a path below the namer's prefix to concrete addresses.
+
+    Namers should return the same address L{linkerpy.naming.Var} for the
+    same bound id on every answer (bound names compare by id and residual,
+    so a rebuilt tree with the same ids does not notify observers).
     """
 
     def lookup(path):
         """
-        @param path: a L{linkerpy.naming.Path} with the namer prefix removed.
+        @param path: a L{linkerpy.naming.Path} with the namer prefix
+            (C{/#/<prefix>}) removed.
         @return: a L{linkerpy.naming.Activity} of a
             L{linkerpy.naming.NameTree} whose leaves are
-            L{linkerpy.naming.Bound} (concrete) or L{linkerpy.naming.Path}
-            (to be delegated again).  C{Neg} means "not mine": delegation
-            falls through to the next namer.
+            L{linkerpy.naming.Bound} (concrete, with full ids such as
+            C{/#/io.l5d.fs/web}) or L{linkerpy.naming.Path} (to be delegated
+            again through the dtab).  C{Neg} means "not mine": delegation
+            falls through to the next namer with a matching prefix.  The
+            activity may change over time; raising or failing fails the
+            binding branch that asked.
         """
 
 
@@ -148,19 +156,28 @@ class IInterpreter(Interface):
 
     def bind(dtab, path):
         """
-        @param dtab: the request-local L{linkerpy.naming.Dtab}, appended to the
-            interpreter's base dtab.
+        @param dtab: the full L{linkerpy.naming.Dtab} to use: the router's
+            base dtab followed by the request-local dtab (C{base + local}).
+            Interpreters with a dtab of their own (C{io.l5d.fs}, namerd) put
+            theirs in front of it.
         @param path: the logical L{linkerpy.naming.Path}.
         @return: an L{linkerpy.naming.Activity} of a NameTree of
-            L{linkerpy.naming.Bound}, updating as dtabs and addresses change.
+            L{linkerpy.naming.Bound} (no C{Alt} nodes) that updates by itself
+            while observed, when namers or the interpreter's dtab change.
+            Address changes arrive through each C{Bound.addr}; route with
+            C{Bound.stableAddr}, which keeps the last good set through namer
+            failures.  Closing the last observation releases everything.
         """
 
     def delegate(dtab, path):
         """
         Explain the binding.
 
+        @param dtab: the complete dtab to explain (as for L{bind}).
         @return: a C{Deferred} firing with a
-            L{linkerpy.naming.delegate.DelegateTree}.
+            L{linkerpy.naming.delegate.DelegateTree} once every namer asked
+            has answered and every bound address set is known; cancel it to
+            give up.  C{toJSONText()} renders C{/delegator.json}.
         """
 
 
@@ -178,6 +195,9 @@ class ITransformerPlugin(IPluginKind):
 class ITransformer(Interface):
     """
     Rewrites bound trees (filters or remaps addresses).
+
+    Per-address transformers also have C{transformBound(bound) -> Bound},
+    which delegation uses to show C{transformation} nodes.
     """
 
     prefix = Attribute(
