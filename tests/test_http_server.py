@@ -243,6 +243,20 @@ class KeepAliveTests(ServerTestMixin, SynchronousTestCase):
         proto.dataReceived(b"\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
         self.assertEqual(len(handler.exchanges), 1)
 
+    def test_manyEmptyLines(self) -> None:
+        """
+        Many empty lines are skipped in linear time; a bare LF among them is
+        refused.
+        """
+        handler = Recorder(ok)
+        factory, proto, transport, clock = self.connect(handler)
+        proto.dataReceived(b"\r\n" * 200000 + b"\r")
+        proto.dataReceived(b"\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        self.assertEqual(len(handler.exchanges), 1)
+        factory, proto, transport, clock = self.connect(handler)
+        proto.dataReceived(b"\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "))
+
     def test_chunkedWhenLengthUnknown(self) -> None:
         """
         A response without a length is chunked to HTTP/1.1 clients, with

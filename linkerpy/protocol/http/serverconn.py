@@ -173,8 +173,8 @@ class HTTPServerProtocol(Protocol):
         self._inParse = True
         try:
             while True:
-                while buf[:2] == b"\r\n":
-                    buf = buf[2:]
+                if buf[:2] == b"\r\n":
+                    buf = self._skipEmptyLines(buf)
                 if not buf:
                     return
                 end = buf.find(b"\r\n\r\n")
@@ -199,6 +199,21 @@ class HTTPServerProtocol(Protocol):
             self._bodyFailed(BodyAborted(e.reason, e), 400)
         finally:
             self._inParse = False
+
+    def _skipEmptyLines(self, buf: bytes) -> bytes:
+        """
+        Drop empty lines before a request line (RFC 9112 section 2.2), in one
+        step however many there are.
+
+        @raise RequestRejected: if they are not all CRLF.
+        """
+        stripped = buf.lstrip(b"\r\n")
+        removed = len(buf) - len(stripped)
+        if removed % 2 and not stripped and buf[-1:] == b"\r":
+            removed -= 1  # a CR whose LF has not arrived yet
+        if buf.count(b"\r\n", 0, removed) * 2 != removed:
+            raise RequestRejected("bare CR or LF before the request line", 400)
+        return buf[removed:]
 
     def _startExchange(self, head: RequestHead, rest: bytes) -> bytes:
         """
