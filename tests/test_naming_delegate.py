@@ -229,23 +229,23 @@ class RealSocketTests(TestCase):
     timeout = 60
 
     async def test_delegatorOverHTTP(self) -> None:
-        """The delegator answers a real HTTP GET on 127.0.0.1 with the exact JSON."""
-        import treq
-        from twisted.web.client import HTTPConnectionPool
+        """The delegator answers a real HTTP GET on 127.0.0.1 with the exact JSON, and 415 to a non-JSON POST."""
+        from urllib.parse import urlencode
 
-        pool = HTTPConnectionPool(globalReactor, persistent=False)
+        from twisted.web.client import Agent, HTTPConnectionPool, readBody
+        from twisted.web.http_headers import Headers
+
         case = vectors("delegator_json")[1]
         interp = _interp(globalReactor)
         resource = DelegatorResource(lambda label: (interp, Dtab.empty), clock=globalReactor)
         port = globalReactor.listenTCP(0, Site(resource), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
+        agent = Agent(globalReactor, pool=HTTPConnectionPool(globalReactor, persistent=False))
         url = f"http://127.0.0.1:{port.getHost().port}/delegator.json"
-        response = await treq.get(url, params={"path": case["path"], "dtab": case["dtab"]}, pool=pool)
+        query = urlencode({"path": case["path"], "dtab": case["dtab"]})
+        response = await agent.request(b"GET", (url + "?" + query).encode())
         self.assertEqual(response.code, 200)
-        self.assertEqual(await response.text(), case["json_text"])
-        response = await treq.post(url, data=b"{}", headers={"content-type": "text/plain"}, pool=pool)
+        self.assertEqual((await readBody(response)).decode(), case["json_text"])
+        response = await agent.request(b"POST", url.encode(), Headers({b"content-type": [b"text/plain"]}))
         self.assertEqual(response.code, 415)
-        await response.text()
-        from twisted.internet.task import deferLater
-
-        await deferLater(globalReactor, 0, lambda: None)
+        await readBody(response)
