@@ -37,13 +37,13 @@ class FakeNamer:
     A namer at C{/#/test} whose names and address sets the test controls.
     """
 
+    prefix = Path.read("/#/test")
+
     def __init__(self) -> None:
         self.addrs: Dict[str, Var[Any]] = {}
-        self.names: Var[Any] = Var(())
 
     def add(self, name: str, addr: Any = AddrPending) -> Var[Any]:
         var = self.addrs[name] = Var(addr)
-        self.names.update(tuple(Path(n) for n in sorted(self.addrs)))
         return var
 
     def lookup(self, path: Path) -> Any:
@@ -54,8 +54,11 @@ class FakeNamer:
             return Activity.value(Neg)
         return Activity.value(Leaf(Bound(Path("#", "test", name), self.addrs[name], path.drop(1))))
 
-    def boundNames(self) -> Var[Any]:
-        return self.names
+    def names(self) -> defer.Deferred:
+        """
+        Enumerate, as io.l5d.fs does: path element tuples below the prefix.
+        """
+        return defer.succeed(frozenset((n.encode(),) for n in self.addrs))
 
 
 class Watch:
@@ -109,6 +112,7 @@ class ApiTestsMixin:
         self.addCleanup(self.store.close)
         self.namer = FakeNamer()
         self.namerd = Namerd(self.store, [(Path.read("/#/test"), self.namer)], reactor, defaultRegistry())
+        self.namerd.boundNamesInterval = 0.05
         self.api = NamerdAPI(self.namerd, reactor, token=self.token, maxWatches=self.maxWatches, requestTimeout=2.0)
         self.site = ApiSite(self.api, 4096, reactor)
         self.port = reactor.listenTCP(0, self.site, interface="127.0.0.1")
@@ -545,7 +549,7 @@ class ApiTestsMixin:
     @defer.inlineCallbacks
     def test_boundNames(self) -> Any:
         """
-        GET /api/1/bound-names lists the names of enumerating namers, and streams changes.
+        GET /api/1/bound-names lists the names of enumerating namers, and streams changes (polled).
         """
         self.namer.add("b")
         response, body = yield self.request("GET", "/api/1/bound-names")

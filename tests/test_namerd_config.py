@@ -246,7 +246,7 @@ class ExampleConfigTests(SynchronousTestCase):
 
     def test_namerdYaml(self) -> None:
         """
-        conf/namerd.yaml: fs storage under a relative directory, httpController on 4180, admin on 9991.
+        conf/namerd.yaml: fs storage under a relative directory, the fs namer, httpController on 4180, admin on 9991.
         """
         config = parseNamerdConfig(loadFile(os.path.join(REPO, "conf", "namerd.yaml")))
         self.assertEqual(config.storage.kind, "io.l5d.fs")
@@ -255,6 +255,8 @@ class ExampleConfigTests(SynchronousTestCase):
         iface = config.interfaces[0]
         self.assertEqual((iface.kind, iface.config.ip, iface.config.port), ("io.l5d.httpController", "127.0.0.1", 4180))
         self.assertEqual((config.admin.ip, config.admin.port), ("127.0.0.1", 9991))
+        (namer,) = config.namers
+        self.assertEqual((namer.kind, namer.config.rootDir), ("io.l5d.fs", "conf/disco"))
 
     def test_linkerpyNamerdYaml(self) -> None:
         """

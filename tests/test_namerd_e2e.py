@@ -343,16 +343,20 @@ class ExampleConfigTests(MeshTestCase):
     @defer.inlineCallbacks
     def test_examples(self) -> Any:
         """
-        The example namerd and router route a request after a dtab PUT, keeping data under namerd-data/.
+        The example namerd (fs storage, fs namer) and router route a request after a dtab PUT.
         """
         _, portA = self.origin("A")
         with open(os.path.join(REPO, "conf", "namerd.yaml")) as f:
             namerdYaml = yaml.safe_load(f)
         with open(os.path.join(REPO, "conf", "linkerpy-namerd.yaml")) as f:
             routerYaml = yaml.safe_load(f)
+        disco = tempfile.mkdtemp(prefix="linkerpy-disco-")
+        with open(os.path.join(disco, "hello"), "w") as f:
+            f.write(f"127.0.0.1 {portA}\n")
         namerdPort = freePort()
         namerdYaml["admin"]["port"] = 0
         namerdYaml["interfaces"][0]["port"] = namerdPort
+        namerdYaml["namers"][0]["rootDir"] = disco
         namerd = yield self.namerd(namerdYaml)
         router = routerYaml["routers"][0]
         router["servers"][0]["port"] = 0
@@ -362,7 +366,9 @@ class ExampleConfigTests(MeshTestCase):
         proc = TwistdProcess(routerYaml)
         self.addCleanup(proc.stop)
         yield proc.start(waitFor=("admin", "router http"))
-        response, _ = yield self.putDtab(namerdPort, f"/svc/hello => /$/inet/127.0.0.1/{portA}")
+        response, _ = yield self.putDtab(namerdPort, "/svc => /#/io.l5d.fs")
         self.assertEqual(response.code, 204)
         yield self.waitForBody(proc, "http", b"A")
         self.assertTrue(os.path.exists(os.path.join(namerd.directory, "namerd-data", "dtabs", "default")))
+        response, body = yield httpGet(namerd.url(API, "/api/1/bound-names"))
+        self.assertEqual(json.loads(body), ["/#/io.l5d.fs/hello"])

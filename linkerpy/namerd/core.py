@@ -185,6 +185,8 @@ class Namerd:
         self._interpreters: "weakref.WeakValueDictionary[str, NamespaceInterpreter]" = weakref.WeakValueDictionary()
         self._live: "weakref.WeakValueDictionary[Tuple[Any, ...], Var[Any]]" = weakref.WeakValueDictionary()
         self._dtabErrors = self.metrics.counter("dtab_parse_errors")
+        #: Seconds between refreshes of watched bound names.
+        self.boundNamesInterval = 1.0
 
     # -- dtabs ---------------------------------------------------------------------
 
@@ -262,31 +264,57 @@ class Namerd:
 
     def boundNames(self) -> "Var[Any]":
         """
-        The concrete names the enumerating namers know (a sorted tuple of
-        shown paths).  A namer enumerates when it has C{boundNames()},
-        returning a Var or Activity of an iterable of paths relative to its
-        prefix.
+        The concrete names the enumerating namers know: a sorted tuple of
+        shown paths (L{Pending} until first known), refreshed every
+        C{boundNamesInterval} seconds while observed.  A namer enumerates
+        when it has C{prefix} and C{names()} (a Deferred of path element
+        tuples), as C{io.l5d.fs} does.
         """
+        return self._shared(("boundNames",), lambda: _BoundNamesVar(self))
 
-        def make() -> "Var[Any]":
-            parts = []
-            for prefix, namer in self.namers:
-                enumerate_ = getattr(namer, "boundNames", None)
-                if enumerate_ is None:
-                    continue
-                found = enumerate_()
-                states = found.states if isinstance(found, Activity) else found
 
-                def names(value: Any, prefix: Path = prefix) -> Tuple[str, ...]:
-                    if isinstance(value, Ok):
-                        value = value.value
-                    elif value is Pending or isinstance(value, Failed):
-                        return ()
-                    return tuple((prefix + p).show if isinstance(p, Path) else str(p) for p in value or ())
+class _BoundNamesVar(Var[Any]):
+    """
+    Polls the enumerating namers while observed.
+    """
 
-                parts.append(states.map(names))
-            if not parts:
-                return Var.const(())
-            return Var.collect(parts).map(lambda groups: tuple(sorted({n for g in groups for n in g})))
+    __slots__ = ("_namerd", "_loop")
 
-        return self._shared(("boundNames",), make)
+    def __init__(self, namerd: Namerd) -> None:
+        Var.__init__(self, Pending)
+        self._namerd = namerd
+        self._loop: Any = None
+
+    def _start(self) -> None:
+        from twisted.internet.task import LoopingCall
+
+        self._loop = LoopingCall(self._refresh)
+        self._loop.clock = self._namerd.reactor
+        self._loop.start(self._namerd.boundNamesInterval, now=True)
+
+    def _stop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None and loop.running:
+            loop.stop()
+
+    def _refresh(self) -> Deferred:
+        from twisted.internet.defer import gatherResults, maybeDeferred
+
+        lists = []
+        for _, namer in self._namerd.namers:
+            names = getattr(namer, "names", None)
+            prefix = getattr(namer, "prefix", None)
+            if names is None or prefix is None:
+                continue
+            d = maybeDeferred(names)
+            d.addCallback(lambda keys, prefix=prefix: [(prefix + Path.fromElems(tuple(k))).show for k in keys])
+            lists.append(d)
+        d = gatherResults(lists, consumeErrors=True)
+
+        def done(found: List[List[str]]) -> None:
+            self._set(tuple(sorted({name for names in found for name in names})))
+
+        def failed(failure: Any) -> None:
+            log.warn("listing bound names failed: {error}", error=failure.getErrorMessage())
+
+        return d.addCallbacks(done, failed)

@@ -185,10 +185,17 @@ class NamesHandlers:
     # -- bound names ---------------------------------------------------------------------
 
     def boundNames(self, request: Any, ns: Optional[str]) -> Any:
+        from linkerpy.naming import Pending
+
         var = self.namerd.boundNames()
         if flag(request, "watch"):
-            return self.api.watch(request, var, lambda names: _dumps(list(names)))
-        respondJSON(request, list(var.sample()))
-        return None
+            return self.api.watch(request, var, lambda names: SKIP if names is Pending else _dumps(list(names)))
 
+        def render(names: Any, timedOut: bool = False) -> None:
+            from linkerpy.namerd.api import ApiError
 
+            if names is None or names is Pending:
+                raise ApiError(503, "Request timed out.")
+            respondJSON(request, list(names))
+
+        return self._wait(request, var, lambda names: names is not Pending, render)
