@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from linkerpy.errors import NoBrokersAvailable, RequestTimeout
 from linkerpy.naming.addr import AddrBound, AddrNeg, Bound
@@ -275,6 +276,7 @@ class Client:
         self.policy: Optional[FoldedPolicy] = None
         self.balancer: Any = None
         self.accrual: Any = None
+        self._recordLatency = False
         self.touched = True
         self.idleSince = core.reactor.seconds()
         self.call: Callable[[Any], Deferred] = self._send
@@ -296,7 +298,12 @@ class Client:
             or self.core.protocol.poolSettingsChanged(previous, self.policy)
         )
         self.accrual = accrualConf
+        if self.balancer is not None:
+            self.balancer.close()
         self.balancer = balancerConf.plugin.newBalancer(balancerConf.config, self._context)
+        # Only latency-aware balancers (ewma) get per-attempt latencies: the
+        # others save two clock reads per request.
+        self._recordLatency = type(self.balancer).record is not _baseRecord()
         if rebuildEndpoints:
             for endpoint in self.endpoints.values():
                 endpoint.close()
@@ -350,16 +357,19 @@ class Client:
         self.touched = True
         exchange.endpoint = endpoint
         endpoint.acquire()
-        d = self.core.protocol.send(endpoint, exchange, self)
         protocol = self.core.protocol
+        balancer = self.balancer
+        seconds = self.core.reactor.seconds
+        start = seconds() if self._recordLatency else 0.0
+        d = protocol.send(endpoint, exchange, self)
 
         def released(result: Any) -> Any:
-            from twisted.python.failure import Failure
-
             if isinstance(result, Failure):
                 endpoint.release(protocol.succeeded(exchange, None, result))
             else:
                 endpoint.release(protocol.succeeded(exchange, result, None))
+            if start:
+                balancer.record(endpoint, (seconds() - start) * 1000.0)
             return result
 
         return d.addBoth(released)
@@ -367,6 +377,8 @@ class Client:
     def close(self) -> None:
         self._policyObs.close()
         self._addrObs.close()
+        if self.balancer is not None:
+            self.balancer.close()
         for endpoint in self.endpoints.values():
             endpoint.close()
         self.endpoints = {}
@@ -494,6 +506,12 @@ class RoutingCore:
             client.close()
         self.routes.clear()
         self.clients.clear()
+
+
+def _baseRecord() -> Any:
+    from linkerpy.client.balancers.base import BalancerBase
+
+    return BalancerBase.record
 
 
 def _busy(client: Client) -> bool:
