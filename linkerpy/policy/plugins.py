@@ -83,7 +83,7 @@ class TotalTimeoutModulePlugin:
 
     kind = "totalTimeout"
     scope = SERVICE
-    protocols = None
+    protocols = frozenset({"http", "h2"})  # request/response protocols (not tcp byte streams)
     after: Tuple[str, ...] = ()
     before = ("retries",)
 
@@ -114,7 +114,7 @@ class RetriesModulePlugin:
 
     kind = "retries"
     scope = SERVICE
-    protocols = None
+    protocols = frozenset({"http", "h2"})  # request/response protocols (not tcp byte streams)
     after = ("totalTimeout",)
     before: Tuple[str, ...] = ()
 
@@ -142,7 +142,7 @@ class AttemptTimeoutModulePlugin:
 
     kind = "attemptTimeout"
     scope = CLIENT
-    protocols = None
+    protocols = frozenset({"http", "h2"})  # request/response protocols (not tcp byte streams)
     after: Tuple[str, ...] = ()
     before = ("requeues",)
 
