@@ -768,8 +768,9 @@ class UpgradeTests(ServerTestMixin, SynchronousTestCase):
 
     def test_upgrade(self) -> None:
         """
-        After a 101 the connection carries raw bytes both ways, including
-        bytes that arrived with the request; half-close and close propagate.
+        After a 101 the connection carries raw bytes both ways with
+        back-pressure, including bytes that arrived with the request;
+        half-close and close propagate.
         """
         handler = Recorder()
         factory, proto, transport, clock = self.connect(handler)
@@ -786,6 +787,9 @@ class UpgradeTests(ServerTestMixin, SynchronousTestCase):
             b"Connection: upgrade\r\nUpgrade: websocket\r\n\r\n",
         )
         self.assertEqual(upstream.received, [b"early"])
+        # back-pressure both ways: each transport is fed by the other end
+        self.assertIs(transport.producer, upstream)
+        self.assertIs(upstream.transport.producer, upstream.peer)
         proto.dataReceived(b"\x81\x05hello")
         self.assertEqual(upstream.received, [b"early", b"\x81\x05hello"])
         upstream.peer.write(b"from origin")
