@@ -331,7 +331,8 @@ class KeepAliveTests(ServerTestMixin, SynchronousTestCase):
 
     def test_exchangeInterfaces(self) -> None:
         """
-        The exchange provides L{IServerExchange} and L{IBodySink}.
+        The exchange provides L{IServerExchange} and L{IBodySink}, and its
+        connection data is shared by the connection's requests.
         """
         handler = Recorder()
         factory, proto, transport, clock = self.connect(handler)
@@ -340,6 +341,10 @@ class KeepAliveTests(ServerTestMixin, SynchronousTestCase):
         verifyObject(IServerExchange, exchange)
         verifyObject(IBodySink, exchange)
         self.assertFalse(exchange.isSecure)
+        exchange.connectionData["k"] = 1
+        exchange.respondBytes(ResponseHead(200), b"")
+        proto.dataReceived(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        self.assertEqual(handler.exchanges[1].connectionData, {"k": 1})
         self.assertIsNone(exchange.peerCertificate())
         self.assertEqual(exchange.peer, transport.getPeer())
 

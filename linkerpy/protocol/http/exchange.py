@@ -118,6 +118,19 @@ class ServerExchange:
             return None
 
     @property
+    def connectionData(self) -> dict:
+        """
+        A C{dict} that lives as long as the downstream connection, shared by
+        its requests: somewhere to keep per-connection values (e.g. one
+        derived from the client certificate).
+        """
+        protocol = self._protocol
+        data = protocol.connectionData
+        if data is None:
+            data = protocol.connectionData = {}
+        return data
+
+    @property
     def responseStarted(self) -> bool:
         """
         C{True} once L{respond} (or L{upgrade}) was called.

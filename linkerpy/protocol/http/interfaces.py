@@ -197,6 +197,10 @@ class IServerExchange(Interface):
     host = Attribute("The local C{IAddress} the request arrived on.")
     isSecure = Attribute("C{bool}: the connection is TLS.")
     startedAt = Attribute("C{float}: the clock time when the head was parsed.")
+    connectionData = Attribute(
+        "C{dict} living as long as the downstream connection, shared by its "
+        "requests, for per-connection values the handler computes once."
+    )
     responseStarted = Attribute("C{bool}: a response head was committed.")
     abortHandler = Attribute("See above.")
     completionHandler = Attribute("See above.")

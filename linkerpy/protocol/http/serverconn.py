@@ -70,6 +70,8 @@ class HTTPServerProtocol(Protocol):
         self._responseOver = False
         self._tunnel: Any = None
         self.connected = False
+        #: per-connection data for the handler (see C{exchange.connectionData})
+        self.connectionData: Optional[dict] = None
 
     # -- connection lifecycle --------------------------------------------------
 
