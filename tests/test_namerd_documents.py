@@ -82,6 +82,8 @@ class DtabBodyTests(SynchronousTestCase):
             ("application/json", b'[{"prefix": "/a*", "dst": "/b"}]', "dtab[0]"),
             ("application/dtab", b"/a => ", "invalid dtab"),
             ("application/dtab", b"\xff", "not UTF-8"),
+            ("application/json", b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+            ("application/dtab", b"/a=>" + b"(" * 5000 + b"/b" + b")" * 5000, "invalid dtab"),
         ]:
             with self.assertRaises(DocumentError) as caught:
                 parseDtabBody(contentType, body)
@@ -133,6 +135,9 @@ class PolicyBodyTests(SynchronousTestCase):
             with self.assertRaises(DocumentError) as caught:
                 self.parse(document)
             self.assertIn(expected, str(caught.exception))
+        with self.assertRaises(DocumentError) as caught:
+            parsePolicyBody("application/json", b"[" * 100000 + b"]" * 100000, self.registry)
+        self.assertIn("nested too deeply", str(caught.exception))
         with self.assertRaises(DocumentError) as caught:
             parsePolicyBody("application/dtab", b"{}", self.registry)
         self.assertIn("Invalid Content-Type", str(caught.exception))

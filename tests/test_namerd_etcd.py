@@ -201,6 +201,36 @@ class EtcdRestartTests(TestCase):
         self.assertIs(store.observe("dtabs", "ns").sample(), Pending)
 
 
+class UnreachableApiTests(TestCase):
+    """
+    The HTTP API on an etcd store that cannot be reached.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_serviceUnavailable(self) -> Any:
+        """
+        Reads and writes answer 503 naming the storage problem.
+        """
+        from linkerpy.namerd.api import NamerdAPI
+        from linkerpy.namerd.core import Namerd
+        from linkerpy.namerd.service import ApiSite
+        from linkerpy.plugins.registry import defaultRegistry
+
+        store = EtcdStore("127.0.0.1", freePort(), {"dtabs": "/d", "policy": "/p"}, reactor, timeout=5)
+        self.addCleanup(store.close)
+        site = ApiSite(NamerdAPI(Namerd(store, [], reactor, defaultRegistry()), reactor), 4096, reactor)
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        base = f"http://127.0.0.1:{port.getHost().port}/api/1"
+        for method, path in (("GET", "/dtabs"), ("GET", "/dtabs/ns"), ("PUT", "/dtabs/ns"), ("DELETE", "/policy/ns")):
+            response, body = yield httpGet(base + path, method=method, data=b"/a=>/b" if method == "PUT" else None,
+                                           headers={"content-type": "application/dtab"})
+            self.assertEqual(response.code, 503, (method, path, body))
+            self.assertIn(b"storage unavailable", body)
+
+
 class PrefixTests(SynchronousTestCase):
     """
     L{prefixEnd}.

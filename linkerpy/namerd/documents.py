@@ -52,6 +52,17 @@ class DocumentError(ValueError):
     """
 
 
+def _loads(body: bytes) -> Any:
+    try:
+        return json.loads(_text(body))
+    except RecursionError:
+        raise DocumentError("invalid JSON: nested too deeply")
+    except ValueError as e:
+        if isinstance(e, DocumentError):
+            raise
+        raise DocumentError(f"invalid JSON: {e}")
+
+
 def mediaType(contentType: Optional[str]) -> Optional[str]:
     """
     @return: C{type/subtype} lower-cased, without parameters (or C{None}).
@@ -77,10 +88,7 @@ def parseDtabBody(contentType: Optional[str], body: bytes) -> Dtab:
     """
     media = mediaType(contentType)
     if media in JSON_TYPES:
-        try:
-            raw = json.loads(_text(body))
-        except ValueError as e:
-            raise DocumentError(f"invalid JSON: {e}")
+        raw = _loads(body)
         try:
             return dtabFromJSON(raw)
         except CodecError as e:
@@ -149,10 +157,7 @@ def parsePolicyBody(contentType: Optional[str], body: bytes, registry: Any) -> s
     media = mediaType(contentType)
     if media is not None and media not in JSON_TYPES:
         raise DocumentError(f"Invalid Content-Type {contentType!r}: a policy document is application/json")
-    try:
-        raw = json.loads(_text(body))
-    except ValueError as e:
-        raise DocumentError(f"invalid JSON: {e}")
+    raw = _loads(body)
     protocol, sections = policySections(raw)
     if registry.lookup(IProtocolPlugin, protocol) is None:
         raise DocumentError(f"protocol: no {protocol!r} router protocol is installed in this namerd")
