@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import yaml
 from twisted.internet import defer, reactor, threads, utils
@@ -19,7 +19,7 @@ from twisted.internet.task import LoopingCall
 from twisted.trial.unittest import TestCase
 
 from linkerpy.protocol.h2.headers import H2Headers
-from tests.support import REPO, TWISTD, TwistdProcess, childEnv, httpGet, jsonOf, waitUntil
+from tests.support import REPO, TwistdProcess, httpGet, jsonOf, waitUntil
 from tests.test_h2_grpc import Origin, grpc, requireGrpc
 from tests.test_h2_router import RouterHarness
 
@@ -35,51 +35,10 @@ def requireTool(case: TestCase, name: str) -> str:
     return path
 
 
-_SHIM = '''
-"""Test-only dropin: an interpreter of kind C{default} (see tests/test_h2_e2e.py)."""
-from tests.test_h2_router import FallbackInterpreterPlugin
-fallbackInterpreter = FallbackInterpreterPlugin()
-'''
-
-
-def shimPath() -> Optional[str]:
-    """
-    A directory to add to the child's path when this checkout has no
-    C{default} interpreter plugin installed yet, else C{None}.
-    """
-    from linkerpy.interfaces import IInterpreterPlugin
-    from linkerpy.plugins.registry import defaultRegistry
-
-    if defaultRegistry().lookup(IInterpreterPlugin, "default") is not None:
-        return None
-    directory = tempfile.mkdtemp(prefix="h2-shim-")
-    plugins = os.path.join(directory, "twisted", "plugins")
-    os.makedirs(plugins)
-    with open(os.path.join(plugins, "linkerpy_h2_test_shim.py"), "w") as f:
-        f.write(_SHIM)
-    return directory
-
-
 class Router(TwistdProcess):
     """
-    A C{twistd linkerpy} process (with the test interpreter shim on its
-    path when needed).
+    A C{twistd linkerpy} process, with a look at its memory and metrics.
     """
-
-    def start(self, waitFor: Tuple[str, ...] = ("admin",)) -> defer.Deferred:
-        extra = shimPath()
-        env = childEnv()
-        if extra is not None:
-            env["PYTHONPATH"] = env["PYTHONPATH"] + os.pathsep + extra
-        argv = TWISTD + ["-n", "--pidfile=", "--logfile=-", self.plugin, "-c", self.configPath, *self.args]
-        from tests.support import START_TIMEOUT, _Collector
-
-        self.transport = reactor.spawnProcess(_Collector(self), TWISTD[0], argv, env=env, path=self.directory)
-        return waitUntil(
-            lambda: all(name in self.ports for name in waitFor) or self.exitCode is not None,
-            START_TIMEOUT,
-            f"{self.plugin} to listen",
-        ).addCallback(self._started)
 
     @property
     def pid(self) -> int:

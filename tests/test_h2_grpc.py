@@ -16,6 +16,11 @@ from twisted.trial.unittest import TestCase
 
 from tests.test_h2_router import RouterHarness, metric
 
+# gRPC's fork handlers restart its threads in forked children; the tests
+# spawn processes (twistd, nghttp) while gRPC is loaded, and Twisted closes
+# the child's descriptors before exec, which those threads trip over.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 try:
     import grpc
 except ImportError:  # pragma: no cover - grpcio is a CPython test dependency

@@ -10,15 +10,12 @@ import os
 import tempfile
 from typing import Any, Dict, List, Optional
 
-import attrs
 from h2.errors import ErrorCodes
 from twisted.internet import defer, reactor
-from twisted.plugin import IPlugin
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from linkerpy.interfaces import IIdentifierPlugin, IInterpreterPlugin, IProtocolPlugin
+from linkerpy.interfaces import IIdentifierPlugin, IProtocolPlugin
 from linkerpy.naming.path import Path
 from linkerpy.protocol.h2.errors import StreamReset
 from linkerpy.protocol.h2.headers import H2Headers
@@ -30,38 +27,13 @@ from tests.support import waitUntil
 TIMEOUT = 60
 
 
-@attrs.frozen
-class _NoConfig:
-    pass
-
-
-@implementer(IPlugin, IInterpreterPlugin)
-class FallbackInterpreterPlugin:
-    """
-    C{kind: default} for test registries of checkouts where the naming
-    plugins are not installed yet: the configured-namers interpreter.
-    """
-
-    kind = "default"
-    configType = _NoConfig
-
-    def newInterpreter(self, config: Any, context: Any, namers: Any) -> Any:
-        from linkerpy.naming.interpreter import ConfiguredNamersInterpreter
-
-        return ConfiguredNamersInterpreter(context.reactor, namers)
-
-
 def h2Registry() -> Any:
     """
-    The installed plugins, with an interpreter of kind C{default} added
-    when none is installed.
+    The installed plugins.
     """
     from linkerpy.plugins.registry import defaultRegistry
 
-    registry = defaultRegistry()
-    if registry.lookup(IInterpreterPlugin, "default") is None:
-        registry = registry.withPlugins([FallbackInterpreterPlugin()])
-    return registry
+    return defaultRegistry()
 
 
 class RouterHarness:
@@ -388,6 +360,28 @@ class RouterTests(TestCase):
         self.assertEqual((fetched.status, fetched.body, fetched.headers.get(b"l5d-err")), (502, b"", None))
 
     @defer.inlineCallbacks
+    def test_accessLog(self) -> Any:
+        """
+        C{h2AccessLog} writes one line per request.
+        """
+        path = os.path.join(tempfile.mkdtemp(prefix="h2-log-"), "access.log")
+        origin = self.h.origin(ok)
+        router = self.h.router(
+            {
+                "dtab": f"/svc/dog => /$/inet/127.0.0.1/{origin.port}",
+                "h2AccessLog": path,
+                "h2AccessLogFormat": "{method} {uri} {version} {status} {service}",
+            }
+        )
+        yield fetch(self.h.client(router), requestHeaders(authority=b"dog", path=b"/logged"))
+
+        def logged() -> bool:
+            with open(path) as f:
+                return "GET /logged HTTP/2.0 200 /svc/dog" in f.read()
+
+        yield waitUntil(logged, TIMEOUT, "the access log line")
+
+    @defer.inlineCallbacks
     def test_drain(self) -> Any:
         """
         Draining the router sends GOAWAY to its clients, lets in-flight
@@ -417,23 +411,31 @@ class TLSTests(TestCase):
     @defer.inlineCallbacks
     def test_tlsBothSides(self) -> Any:
         """
-        A TLS client negotiating h2 reaches a TLS origin (ALPN h2, name
-        verified) through the router.
+        A TLS client negotiating h2 (with a client certificate) reaches a TLS
+        origin (ALPN h2, name verified) through the router, which forwards
+        C{x-forwarded-client-cert} for the verified certificate and drops
+        the client's own value.
         """
-        from linkerpy.tls.config import ClientTlsConfig
+        from linkerpy.config.structure import structure
         from linkerpy.tls.client import ClientTLSCreators
+        from linkerpy.tls.config import ClientTlsConfig, ServerTlsConfig
         from linkerpy.tls.server import ServerTLS, wrapServerFactory
         from linkerpy.tls.testing import newCA, writeCA, writeLeaf
-        from linkerpy.config.structure import structure
-        from linkerpy.tls.config import ServerTlsConfig
 
         directory = tempfile.mkdtemp(prefix="h2-tls-")
         ca = newCA()
         caPath = writeCA(ca, os.path.join(directory, "ca.pem"))
         originCert = writeLeaf(directory, "origin", ca, "origin.test")
         routerCert = writeLeaf(directory, "router", ca, "router.test")
+        clientCert = writeLeaf(directory, "client", ca, "client.test")
         h = RouterHarness(self)
-        factory = originFactory(reactor, lambda e: e.respondBytes(H2Headers([(b":status", b"200")]), b"secure " + (b"tls" if e.isSecure else b"plain")))
+
+        def answer(exchange: Any) -> None:
+            xfcc = exchange.request.headers.get(b"x-forwarded-client-cert") or b"none"
+            body = b"secure " + (b"tls" if exchange.isSecure else b"plain")
+            exchange.respondBytes(H2Headers([(b":status", b"200"), (b"x-seen-xfcc", xfcc)]), body)
+
+        factory = originFactory(reactor, answer)
         originTLS = ServerTLS(structure(ServerTlsConfig, {"certPath": originCert.cert, "keyPath": originCert.key}, None), reactor, alpn=[b"h2"])
         port = reactor.listenTCP(0, wrapServerFactory(factory, originTLS), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
@@ -441,17 +443,27 @@ class TLSTests(TestCase):
         router = h.router(
             {
                 "dtab": f"/svc/dog => /$/inet/127.0.0.1/{port.getHost().port}",
-                "servers": [{"port": 0, "tls": {"certPath": routerCert.cert, "keyPath": routerCert.key}}],
-                "client": {"kind": "io.l5d.global", "tls": {"commonName": "origin.test", "trustCertsBundle": caPath}},
+                "servers": [{"port": 0, "tls": {"certPath": routerCert.cert, "keyPath": routerCert.key, "caCertPath": caPath}}],
+                "client": {
+                    "kind": "io.l5d.global",
+                    "tls": {"commonName": "origin.test", "trustCertsBundle": caPath},
+                    "forwardClientCert": True,
+                },
             }
         )
-        creator = ClientTLSCreators(reactor).creatorFor(
-            structure(ClientTlsConfig, {"commonName": "router.test", "trustCertsBundle": caPath}, None), alpn=[b"h2"]
-        )
+        clientTLS = {
+            "commonName": "router.test",
+            "trustCertsBundle": caPath,
+            "clientAuth": {"certPath": clientCert.cert, "keyPath": clientCert.key},
+        }
+        creator = ClientTLSCreators(reactor).creatorFor(structure(ClientTlsConfig, clientTLS, None), alpn=[b"h2"])
         pool = H2ClientPool(reactor, "127.0.0.1", router.port, tlsCreator=creator)
         self.addCleanup(pool.close)
-        fetched = yield fetch(pool, requestHeaders(authority=b"dog"))
+        fetched = yield fetch(pool, requestHeaders(authority=b"dog", extra=[(b"x-forwarded-client-cert", b"Hash=forged")]))
         self.assertEqual((fetched.status, fetched.body), (200, b"secure tls"))
+        xfcc = fetched.headers.get(b"x-seen-xfcc")
+        self.assertTrue(xfcc.startswith(b"Hash="), xfcc)
+        self.assertIn(b"DNS=client.test", xfcc)
 
 
 class IdentifierTests(SynchronousTestCase):

@@ -26,7 +26,7 @@ from linkerpy.errors import UpstreamError as RouterUpstreamError
 from linkerpy.policy.entries import FoldedPolicy
 from linkerpy.protocol.h2.connection import DEFAULT_WINDOW, H2Settings
 from linkerpy.protocol.h2.errors import StreamReset, codeName
-from linkerpy.protocol.http.adapter import StatusCounters, translate
+from linkerpy.protocol.http.adapter import XFCC, StatusCounters, clientCertHeader, translate
 from linkerpy.protocol.http.l5d import L5D_CTX_DEADLINE, L5D_DST_CLIENT, L5D_DST_RESIDUAL, L5D_DST_SERVICE, deadlineHeader
 from linkerpy.router.routing import Client, PathRoute, ProtocolAdapter
 
@@ -45,6 +45,7 @@ _CLIENT_KEYS = (
     "maxFrameBytes",
     "maxHeaderListBytes",
     "headerTableBytes",
+    "socketOptions",
 )
 
 
@@ -213,6 +214,7 @@ class H2ProtocolAdapter(ProtocolAdapter):
             maxFrameBytes=policy.get("maxFrameBytes", 16384),
             maxHeaderListBytes=policy.get("maxHeaderListBytes", 65536),
             headerTableBytes=policy.get("headerTableBytes"),
+            noDelay=_noDelay(policy.get("socketOptions")),
         )
         creator = None
         tls = policy.get("tls")
@@ -250,7 +252,13 @@ class H2ProtocolAdapter(ProtocolAdapter):
         elif call.attempts:
             headers.remove(L5D_DST_RESIDUAL)
         if call.deadline is not None:
-            headers.set(L5D_CTX_DEADLINE, deadlineHeader(call.deadline, self.reactor.seconds()))
+            headers.setUnindexed(L5D_CTX_DEADLINE, deadlineHeader(call.deadline, self.reactor.seconds()))
+        if client.policy.values.get("forwardClientCert"):
+            value = clientCertHeader(call.exchange)
+            if value is not None:
+                headers.set(XFCC, value)
+            elif call.attempts:
+                headers.remove(XFCC)
         call.attempts += 1
         try:
             body = call.nextBody()
@@ -297,6 +305,10 @@ class H2ProtocolAdapter(ProtocolAdapter):
         if failure.check(CancelledError):
             return failure
         return Failure(translateH2(failure.value, endpoint, call, client))
+
+
+def _noDelay(options: Any) -> bool:
+    return bool(options.noDelay) if options is not None else True
 
 
 def _fire(d: Deferred, response: Any) -> None:

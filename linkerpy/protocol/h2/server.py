@@ -78,6 +78,9 @@ class H2Request:
 
     __slots__ = ("headers", "method", "path", "scheme", "authority", "hasBody")
 
+    #: For access logs.
+    version = b"HTTP/2.0"
+
     def __init__(self, headers: H2Headers, hasBody: bool) -> None:
         self.headers = headers
         method = path = scheme = authority = b""
