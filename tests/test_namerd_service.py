@@ -22,6 +22,7 @@ CONFIG = {
     "admin": {"port": 0},
     "storage": {"kind": "io.l5d.inMemory", "namespaces": {"default": "/svc => /$/inet/127.0.0.1"}},
     "interfaces": [{"kind": "io.l5d.httpController", "port": 0}],
+    "telemetry": [{"kind": "io.l5d.prometheus"}],
 }
 
 
@@ -76,7 +77,7 @@ class ProcessTests(TestCase):
     @defer.inlineCallbacks
     def test_adminAndApi(self) -> Any:
         """
-        The admin server answers ping, config.json, metrics and the delegator; the API serves dtabs.
+        The admin server answers ping, config.json, metrics (JSON and Prometheus) and the delegator; the API serves dtabs.
         """
         proc = TwistdProcess(CONFIG, plugin="linkerpy-namerd")
         self.addCleanup(proc.stop)
@@ -110,6 +111,9 @@ class ProcessTests(TestCase):
         self.assertIn(b"Invalid dtab", body)
         response, body = yield httpGet(proc.url(path="/admin"))
         self.assertIn(b"/dtab/delegator.json", body)
+        response, body = yield httpGet(proc.url(path="/admin/metrics/prometheus"))
+        self.assertEqual(response.code, 200)
+        self.assertIn(b"namerd", body)
         response, _ = yield httpGet(proc.url(path="/admin/shutdown"), method="POST")
         self.assertEqual(response.code, 200)
         code = yield proc.ended

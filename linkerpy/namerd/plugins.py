@@ -210,7 +210,8 @@ class RetryConfig:
 @attrs.frozen
 class NamerdHttpInterpreterConfig:
     """
-    C{interpreter: {kind: io.l5d.namerd.http}}: bind names through namerd.
+    Binds names through namerd's HTTP API: bound trees and addresses are
+    streamed, and the last good answers are kept while namerd is away.
     """
 
     dst: NamerdAddress = setting(doc="namerd's httpController: /$/inet/<host>/<port> or host:port")
@@ -222,7 +223,7 @@ class NamerdHttpInterpreterConfig:
 @attrs.frozen
 class NamerdHttpPolicyConfig:
     """
-    C{service:}/C{client:} C{{kind: io.l5d.namerd.http}}: policy from namerd.
+    Service or client policy streamed from a namerd policy namespace.
     """
 
     dst: NamerdAddress = setting(doc="namerd's httpController: /$/inet/<host>/<port> or host:port")
@@ -251,7 +252,9 @@ _policyTypes: Dict[Tuple[str, Optional[str]], type] = {}
 @implementer(IPlugin, IPolicySourcePlugin)
 class NamerdHttpPolicyPlugin:
     """
-    A policy source streaming a namespace's policy document.
+    Policy streamed from a namerd policy namespace (keys C{dst},
+    C{namespace}, C{retry}, as for the interpreter of the same kind); the
+    document's C{service} or C{client} section gives the entries.
 
     C{controlPlane} marks it as a kind that cannot appear inside a policy
     document itself.
