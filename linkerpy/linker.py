@@ -117,7 +117,7 @@ class Linker(MultiService):
             from linkerpy.admin.naming import namingResources
         except ImportError:  # pragma: no cover - naming admin not installed
             return {}
-        return namingResources(self.lookupRouter, self.namers)  # type: ignore[no-any-return]
+        return namingResources(self.lookupRouter, self.namers, clock=self.reactor)  # type: ignore[no-any-return]
 
     def lookupRouter(self, label: Optional[str]) -> Optional[Tuple[Any, Any]]:
         """

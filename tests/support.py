@@ -194,3 +194,148 @@ def httpGet(url: str, headers: Optional[Dict[str, Any]] = None, timeout: float =
 
 def jsonOf(pair: Tuple[Any, bytes]) -> Any:
     return json.loads(pair[1].decode("utf-8"))
+
+
+# ---------------------------------------------------------------------------
+# In-process routers and origins (real sockets, the test's reactor)
+
+
+def startLinker(testCase: Any, config: Any) -> Any:
+    """
+    Build and start a L{linkerpy.linker.Linker} in this process from YAML
+    text or a dict; it is stopped at the end of the test.
+
+    @return: the linker; C{routerPort(linker, label)} gives a server's port.
+    """
+    from linkerpy.config.load import loadText
+    from linkerpy.config.model import parseLinkerConfig
+    from linkerpy.linker import Linker
+    from linkerpy.plugins.registry import defaultRegistry
+
+    if not isinstance(config, str):
+        config = yaml.safe_dump(config, sort_keys=False)
+    parsed = parseLinkerConfig(loadText(config), defaultRegistry())
+    linker = Linker(parsed, defaultRegistry(), reactor)
+    linker.startService()
+    testCase.addCleanup(linker.stopService)
+    return linker
+
+
+def routerPort(linker: Any, label: str = "http", index: int = 0) -> int:
+    for router in linker.routers:
+        if router.label == label:
+            return router.service().ports[index].getHost().port
+    raise KeyError(label)
+
+
+def adminPort(linker: Any) -> int:
+    return linker.adminService.port.getHost().port
+
+
+class RecordedRequest:
+    def __init__(self, method: bytes, uri: bytes, headers: Dict[bytes, List[bytes]], body: bytes, version: bytes) -> None:
+        self.method = method
+        self.uri = uri
+        self.headers = headers
+        self.body = body
+        self.version = version
+
+    def header(self, name: str) -> Optional[bytes]:
+        values = self.headers.get(name.lower().encode("ascii"))
+        return values[-1] if values else None
+
+
+class Origin:
+    """
+    A real HTTP origin on 127.0.0.1: records requests and answers from a
+    script of C{(status, body, headers)} (default 200 with its name).
+
+    @ivar requests: L{RecordedRequest}s in arrival order.
+    @ivar connections: how many TCP connections were accepted.
+    """
+
+    def __init__(self, name: str = "origin") -> None:
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        self.name = name
+        self.requests: List[RecordedRequest] = []
+        self.script: List[Tuple[int, bytes, Dict[str, str]]] = []
+        self.connections = 0
+        self.delay = 0.0
+        self.pending: List[Any] = []
+        origin = self
+
+        class Handler(Resource):
+            isLeaf = True
+
+            def render(self, request: Any) -> Any:
+                body = request.content.read() if request.content is not None else b""
+                headers = {k.lower(): v for k, v in request.requestHeaders.getAllRawHeaders()}
+                origin.requests.append(RecordedRequest(request.method, request.uri, headers, body, request.clientproto))
+                status, payload, extra = origin.script.pop(0) if origin.script else (200, origin.name.encode(), {})
+                request.setResponseCode(status)
+                for k, v in extra.items():
+                    request.setHeader(k, v)
+                if origin.delay:
+                    from twisted.web.server import NOT_DONE_YET
+
+                    def later() -> None:
+                        if not request._disconnected:
+                            request.write(payload)
+                            request.finish()
+
+                    origin.pending.append(reactor.callLater(origin.delay, later))
+                    return NOT_DONE_YET
+                return payload
+
+        class CountingSite(Site):
+            def buildProtocol(self, addr: Any) -> Any:
+                origin.connections += 1
+                return Site.buildProtocol(self, addr)
+
+        site = CountingSite(Handler())
+        site.log = lambda request: None  # type: ignore[method-assign]
+        self.port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.portNumber = self.port.getHost().port
+
+    def stop(self) -> Any:
+        for call in self.pending:
+            if call.active():
+                call.cancel()
+        return self.port.stopListening()
+
+
+def startOrigin(testCase: Any, name: str = "origin") -> Origin:
+    origin = Origin(name)
+    testCase.addCleanup(origin.stop)
+    return origin
+
+
+def rawRequest(port: int, data: bytes, timeout: float = 20.0, host: str = "127.0.0.1") -> defer.Deferred:
+    """
+    Send raw bytes on a fresh connection; fire with everything read until
+    the server closes (or C{timeout}).
+    """
+    from twisted.internet.protocol import ClientFactory, Protocol
+
+    done: defer.Deferred = defer.Deferred()
+
+    class Raw(Protocol):
+        def connectionMade(self) -> None:
+            self.buf = b""
+            self.transport.write(data)
+            self.timer = reactor.callLater(timeout, self.transport.loseConnection)
+
+        def dataReceived(self, chunk: bytes) -> None:
+            self.buf += chunk
+
+        def connectionLost(self, reason: Any) -> None:
+            if self.timer.active():
+                self.timer.cancel()
+            done.callback(self.buf)
+
+    factory = ClientFactory()
+    factory.protocol = Raw
+    reactor.connectTCP(host, port, factory, timeout=timeout)
+    return done

@@ -506,6 +506,13 @@ class RoutingCore:
             client.close()
         self.routes.clear()
         self.clients.clear()
+        # Interpreters that watch something (a dtab file, a control plane)
+        # stop watching when the router stops.
+        closer = getattr(self.interpreter, "close", None)
+        if closer is None:
+            closer = getattr(getattr(self.interpreter, "dtabFile", None), "stop", None)
+        if closer is not None:
+            closer()
 
 
 def _baseRecord() -> Any:
