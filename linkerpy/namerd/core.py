@@ -11,7 +11,7 @@ last one goes away.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -31,7 +31,6 @@ from linkerpy.naming import (
     Failed,
     Leaf,
     NameTree,
-    Neg,
     Ok,
     Path,
     Pending,
