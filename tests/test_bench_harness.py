@@ -461,6 +461,18 @@ class ReportTests(SynchronousTestCase):
         with open(path, "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
+    def test_markdown(self) -> None:
+        """
+        A saved document renders as Markdown tables, optionally limited to
+        some targets.
+        """
+        doc = json.loads(json.dumps(report.buildDocument({}, [_httpCase()])))
+        text = report.renderMarkdown(doc)
+        self.assertIn("| target | req/s | vs nginx |", text)
+        self.assertIn("| nginx | 110 [100-120] | 1.00x |", text)
+        self.assertIn("| linkerpy-w2 | unavailable |", text)
+        self.assertNotIn("linkerpy", report.renderMarkdown(doc, only={"nginx"}))
+
     def test_writeJson(self) -> None:
         """
         The document is written (directories created) and reads back equal.

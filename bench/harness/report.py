@@ -7,9 +7,11 @@ text table, the JSON document and the optional PNG chart.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence
+import sys
+from typing import Any, Collection, Dict, List, Optional, Sequence
 
 import attrs
 
@@ -256,7 +258,8 @@ def renderChart(doc: Dict[str, Any], path: str) -> None:
     """
     Render the document's cases as horizontal bar charts (median, with
     min-max whiskers) into a PNG: one row per case, one panel per metric
-    that has a ratio column (the headline metric and the CPU cost).  The
+    that has a ratio column (the headline metric and the CPU or
+    per-connection cost).  The
     direct-to-origin reference rows are left out: they dwarf the proxies.
 
     Needs matplotlib (see L{bench.harness.install.ensureMatplotlib}).
@@ -271,8 +274,8 @@ def renderChart(doc: Dict[str, Any], path: str) -> None:
         # The headline metric, then the CPU cost (steadier on a shared
         # machine) when the case has one, else the next ratio metric.
         keys = [k for k in case["metrics"] if METRICS[k].showRatio]
-        cpu = [k for k in keys[1:] if k.startswith("cpu_")]
-        for key in keys[:1] + (cpu or keys[1:2]):
+        cost = [k for k in keys[1:] if k.startswith("cpu_") or k == "per_conn_kib"]
+        for key in keys[:1] + (cost[:1] or keys[1:2]):
             panels.append((case, key))
     if not panels:
         return
@@ -308,3 +311,67 @@ def renderChart(doc: Dict[str, Any], path: str) -> None:
     os.makedirs(parent, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _fromDict(d: Optional[Dict[str, Any]]) -> Optional[Summary]:
+    if d is None:
+        return None
+    return Summary(median=d["median"], low=d["min"], high=d["max"], count=d["n"])
+
+
+def renderMarkdown(doc: Dict[str, Any], only: Optional[Collection[str]] = None) -> str:
+    """
+    Markdown tables (one per case) from a JSON document, for
+    C{docs/performance.md}.
+
+    @param only: if given, the target names to include.
+    """
+    out: List[str] = []
+    for case in doc["cases"]:
+        metrics = case["metrics"]
+        header = ["target"]
+        for key in metrics:
+            header.append(METRICS[key].label)
+            if METRICS[key].showRatio:
+                header.append(f"vs {case['baseline']}")
+        header.append("runs")
+        out.append(f"**{case['title']}** (median [min-max]; ratios to {case['baseline']})")
+        out.append("")
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "---|" * len(header))
+        for res in case["results"]:
+            if only is not None and res["target"] not in only:
+                continue
+            if not res["available"]:
+                out.append("| " + " | ".join([res["target"], "unavailable"] + [""] * (len(header) - 2)) + " |")
+                continue
+            row = [res["target"]]
+            for key in metrics:
+                row.append(formatSummary(_fromDict(res["summary"].get(key)), METRICS[key].fmt))
+                if METRICS[key].showRatio:
+                    row.append(formatRatio(res["ratios"].get(key)))
+            valid = sum(1 for r in res["runs"] if r.get("valid"))
+            row.append(f"{valid}/{len(res['runs'])}")
+            out.append("| " + " | ".join(row) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """
+    C{python -m bench.harness.report RESULT.json [--only a,b]}: print a saved
+    run as Markdown tables.
+    """
+    parser = argparse.ArgumentParser(prog="python -m bench.harness.report")
+    parser.add_argument("json")
+    parser.add_argument("--only", default="", help="comma-separated target names to include")
+    args = parser.parse_args(argv)
+    with open(args.json) as f:
+        doc = json.load(f)
+    only = {t for t in args.only.split(",") if t} or None
+    sys.stdout.write(renderMarkdown(doc, only))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
