@@ -8,6 +8,7 @@ example files C{conf/namerd.yaml} and C{conf/linkerpy-namerd.yaml}.
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any
 
 from twisted.internet.testing import MemoryReactorClock
@@ -83,7 +84,7 @@ class PluginTests(SynchronousTestCase):
         context = BuildContext(reactor=MemoryReactorClock(), metrics=MetricsTree(), registry=defaultRegistry())
         for raw in (
             {"kind": "io.l5d.inMemory", "namespaces": {"default": "/svc => /a"}},
-            {"kind": "io.l5d.fs", "rootDir": self.mktemp()},
+            {"kind": "io.l5d.fs", "rootDir": tempfile.mkdtemp(prefix="linkerpy-fs-")},
             {"kind": "io.l5d.etcd", "port": 1},
         ):
             configured = structurePlugin(IStoragePlugin, raw, defaultRegistry(), path="storage")

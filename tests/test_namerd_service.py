@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 from typing import Any
 
 from twisted.internet import defer
@@ -49,8 +50,9 @@ class CheckTests(SynchronousTestCase):
         """
         A bad configuration exits 1 listing the problems with their key paths.
         """
-        path = self.mktemp()
-        with open(path, "w") as f:
+        fd, path = tempfile.mkstemp(prefix="linkerpy-namerd-", suffix=".yaml")
+        self.addCleanup(os.unlink, path)
+        with os.fdopen(fd, "w") as f:
             f.write("storage: {kind: io.l5d.fs}\ninterfaces:\n- kind: io.l5d.httpController\n  port: nope\n")
         result = self.check(path)
         self.assertEqual(result.returncode, 1)
