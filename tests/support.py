@@ -339,3 +339,22 @@ def rawRequest(port: int, data: bytes, timeout: float = 20.0, host: str = "127.0
     factory.protocol = Raw
     reactor.connectTCP(host, port, factory, timeout=timeout)
     return done
+
+
+def requireTool(testCase: Any, name: str) -> str:
+    """
+    The path of an external tool (curl, openssl, etcd...).  When it is
+    missing the test is skipped with the reason, unless
+    C{LINKERPY_REQUIRE_TOOLS} is set (CI), where that is a failure.
+    """
+    import shutil
+
+    from twisted.trial.unittest import SkipTest
+
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (.ci/run installs it)"
+        if os.environ.get("LINKERPY_REQUIRE_TOOLS"):
+            testCase.fail(message)
+        raise SkipTest(message)
+    return path

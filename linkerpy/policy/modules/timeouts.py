@@ -46,6 +46,13 @@ class AttemptTimeoutKeys:
     requestAttemptTimeoutMs: Optional[int] = setting(None, check=checks.positive, doc="bound on one attempt")
 
 
+def _discard(result: Any) -> None:
+    if not isinstance(result, Failure):
+        body = getattr(result, "body", None)
+        if body is not None:
+            body.abort()
+
+
 @implementer(IPolicyModule)
 class TimeoutModule:
     """
@@ -91,6 +98,11 @@ class TimeoutModule:
                 exchange.deadline = outer
                 if timer.active():
                     timer.cancel()
+                    if reactor.seconds() >= limit:
+                        # The answer and the deadline were due in the same
+                        # reactor turn and the I/O ran first: it is still late.
+                        _discard(result)
+                        return Failure(self.error(kind, limit - now, exchange))
                 if state[0] and isinstance(result, Failure) and result.check(CancelledError):
                     return Failure(self.error(kind, limit - now, exchange))
                 return result
