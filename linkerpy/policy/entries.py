@@ -142,7 +142,7 @@ class PolicyEntry:
     """
 
     matcher: PathMatcher
-    values: Dict[str, Any] = attrs.field(eq=False)
+    values: Dict[str, Any] = attrs.field(hash=False)
     origin: str = ""
 
 

@@ -279,7 +279,14 @@ class HttpRouter:
         return self.core.baseDtab
 
     def adminResources(self) -> Dict[str, Any]:
-        return {}
+        """
+        The interpreter's state pages (e.g. a control-plane interpreter's
+        connection and last update), under C{/<label>/...}.
+        """
+        resources = getattr(self.core.interpreter, "adminResources", None)
+        if resources is None:
+            return {}
+        return {f"/{self.label}{path}": resource for path, resource in resources().items()}
 
     def drain(self, graceSeconds: float) -> Deferred:
         return self._service.drain(graceSeconds)
