@@ -249,6 +249,35 @@ class ServerTests(SynchronousTestCase):
         self.assertEqual(sum(len(e.data) for e in of(events, DataReceived)), 500)
         self.assertFalse(source.paused)
 
+    def test_lastDataEndsStream(self) -> None:
+        """
+        C{endWith} sends the last data with END_STREAM in the same frame; if
+        the window is short, the rest waits and the end follows it.
+        """
+        sinks: List[Any] = []
+
+        def handler(exchange: Any) -> None:
+            sinks.append(exchange.respond(H2Headers([(b":status", b"200")])))
+
+        clock, factory, proto, transport, peer = serverUnderTest(
+            handler, peerInitial={SettingCodes.INITIAL_WINDOW_SIZE: 10}
+        )
+        peer.conn.send_headers(1, GET, end_stream=True)
+        peer.conn.send_headers(3, GET, end_stream=True)
+        peer.pump()
+        sinks[0].endWith(b"done")
+        events = peer.pump()
+        data = of(events, DataReceived)
+        self.assertEqual([(e.data, e.stream_ended is not None) for e in data], [(b"done", True)])
+        sinks[1].endWith(b"x" * 15)
+        events = peer.pump()
+        self.assertEqual([(len(e.data), e.stream_ended is not None) for e in of(events, DataReceived)], [(10, False)])
+        peer.conn.acknowledge_received_data(10, 3)
+        peer.conn.increment_flow_control_window(10, 3)
+        events = peer.pump()
+        self.assertEqual([(len(e.data), e.stream_ended is not None) for e in of(events, DataReceived)], [(5, True)])
+        self.assertEqual(proto.streams, {})
+
     def test_transportPauseHoldsData(self) -> None:
         """
         While the transport is full (producer paused) stream data waits and

@@ -119,6 +119,27 @@ class H2Body:
         if not self._paused:
             self._ackAll()
 
+    def _deliverLast(self, data: bytes, flowLength: int) -> None:
+        """
+        The last data of the stream (DATA with END_STREAM, no trailers).  A
+        consumer with C{endWith(data)} (a L{StreamSink}) gets both at once.
+        """
+        consumer = self._consumer
+        endWith = getattr(consumer, "endWith", None) if consumer is not None else None
+        if endWith is None or self._state != _OPEN or not data:
+            self._deliver(data, flowLength)
+            self._finish(None)
+            return
+        self._unacked += flowLength
+        self.received += len(data)
+        self._state = _DONE
+        self._ended(None)
+        self._consumer = None
+        endWith(data)
+        if not self._paused:
+            self._ackAll()
+        self._fireSettle()
+
     def _ackAll(self) -> None:
         n = self._unacked
         if n:
@@ -310,6 +331,12 @@ class StreamSink:
 
     def end(self, trailers: Optional[H2Headers] = None) -> None:
         self._owner._queueEnd(self._stream, trailers)
+
+    def endWith(self, data: bytes) -> None:
+        """
+        Write the last data and end the stream (no trailers).
+        """
+        self._owner._queueDataEnd(self._stream, data)
 
     def abort(self, reason: Any = None) -> None:
         """

@@ -390,9 +390,10 @@ class H2Protocol(Protocol):
             source.pause()
         self._flush()
 
-    def _sendNow(self, stream: H2Stream, data: bytes) -> bytes:
+    def _sendNow(self, stream: H2Stream, data: bytes, end: bool = False) -> bytes:
         """
         Send as much of C{data} as the windows allow; return the rest.
+        With C{end}, the frame carrying the last byte also ends the stream.
         """
         h2 = self.h2
         sid = stream.id
@@ -402,32 +403,40 @@ class H2Protocol(Protocol):
             return b""
         n = len(data)
         if window >= n and n <= h2.max_outbound_frame_size:
-            h2.send_data(sid, data)
+            h2.send_data(sid, data, end_stream=end)
             return b""
         maxFrame = h2.max_outbound_frame_size
         offset = 0
         while offset < n and window > 0:
             size = min(window, maxFrame, n - offset)
-            h2.send_data(sid, data[offset : offset + size])
+            h2.send_data(sid, data[offset : offset + size], end_stream=end and offset + size == n)
             offset += size
             window -= size
         return data[offset:]
 
     def _drainStream(self, stream: H2Stream) -> None:
         pending = stream.pending
+        endsWithData = False
         while pending and not self._paused:
             chunk = pending[0]
-            rest = self._sendNow(stream, chunk)
+            last = len(pending) == 1 and stream.endQueued and not stream.outTrailers
+            rest = self._sendNow(stream, chunk, end=last)
             if rest:
                 pending[0] = rest
                 stream.pendingBytes -= len(chunk) - len(rest)
                 return
             pending.popleft()
             stream.pendingBytes -= len(chunk)
+            endsWithData = last
         if pending:
             return
         self._blocked.pop(stream.id, None)
-        if stream.endQueued and not stream.outClosed:
+        if endsWithData:
+            stream.outClosed = True
+            stream.source = None
+            self._outboundDone(stream)
+            self._maybeForget(stream)
+        elif stream.endQueued and not stream.outClosed:
             self._sendEnd(stream)
         if stream.sourcePaused:
             stream.sourcePaused = False
@@ -448,6 +457,32 @@ class H2Protocol(Protocol):
                 # Round robin: a stream still waiting goes to the back.
                 del self._blocked[stream.id]
                 self._blocked[stream.id] = stream
+        self._flush()
+
+    def _queueDataEnd(self, stream: H2Stream, data: bytes) -> None:
+        """
+        The last data of a stream (no trailers): sent with END_STREAM on its
+        last frame when the windows allow, else queued before the end.
+        """
+        if stream.outClosed or stream.endQueued:
+            return
+        if not data:
+            self._queueEnd(stream, None)
+            return
+        if not stream.pendingBytes and not self._paused:
+            data = self._sendNow(stream, data, end=True)
+            if not data:
+                stream.outClosed = True
+                stream.source = None
+                self._outboundDone(stream)
+                self._maybeForget(stream)
+                self._flush()
+                return
+        stream.pending.append(data)
+        stream.pendingBytes += len(data)
+        stream.endQueued = True
+        stream.outTrailers = None
+        self._blocked[stream.id] = stream
         self._flush()
 
     def _queueEnd(self, stream: H2Stream, trailers: Optional[H2Headers]) -> None:
@@ -539,6 +574,14 @@ class H2Protocol(Protocol):
                     self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                 except (ProtocolError, ValueError):
                     pass
+            return
+        if event.stream_ended is not None:
+            # DATA with END_STREAM: deliver and end at once, so that a sink
+            # can end its own stream with this data (one frame, not two).
+            stream.inClosed = True
+            stream.body._deliverLast(event.data, event.flow_controlled_length)
+            self._inboundDone(stream)
+            self._maybeForget(stream)
             return
         stream.body._deliver(event.data, event.flow_controlled_length)
 

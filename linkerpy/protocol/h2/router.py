@@ -103,6 +103,14 @@ class _ResponseRelay:
     def dataReceived(self, data: bytes) -> None:
         self.consumer.dataReceived(data)
 
+    def endWith(self, data: bytes) -> None:
+        endWith = getattr(self.consumer, "endWith", None)
+        if endWith is not None:
+            endWith(data)
+        else:
+            self.consumer.dataReceived(data)
+            self.consumer.bodyEnd(None)
+
     def bodyEnd(self, trailers: Optional[H2Headers]) -> None:
         if trailers is not None and len(trailers):
             if self.clearContext:

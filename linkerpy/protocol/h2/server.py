@@ -421,7 +421,7 @@ class H2ServerProtocol(H2Protocol):
         try:
             self.h2.send_headers(stream.id, headers.toWire(), end_stream=endStream)
         except (ProtocolError, StreamClosedError, ValueError) as e:
-            log.info("could not send response headers: {e}", e=e)
+            log.debug("could not send response headers: {e}", e=e)
             self._resetStream(stream, ErrorCodes.INTERNAL_ERROR)
             return sink
         if endStream:
