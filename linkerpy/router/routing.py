@@ -508,11 +508,12 @@ class RoutingCore:
         self.clients.clear()
         # Interpreters that watch something (a dtab file, a control plane)
         # stop watching when the router stops.
-        closer = getattr(self.interpreter, "close", None)
-        if closer is None:
-            closer = getattr(getattr(self.interpreter, "dtabFile", None), "stop", None)
-        if closer is not None:
-            closer()
+        for watcher in (self.interpreter, getattr(self.interpreter, "dtabFile", None), self.serviceSource, self.clientSource):
+            if watcher is None:
+                continue
+            closer = getattr(watcher, "close", None) or getattr(watcher, "stop", None)
+            if closer is not None:
+                closer()
 
 
 def _baseRecord() -> Any:

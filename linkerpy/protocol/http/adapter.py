@@ -7,7 +7,6 @@ turning the data plane's upstream errors into router errors.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any, Callable, Dict, Optional
 
 from twisted.internet.defer import Deferred
@@ -244,8 +243,8 @@ def clientCertHeader(exchange: Any) -> Optional[bytes]:
     """
     if exchange is None or not exchange.isSecure:
         return None
-    connection = getattr(getattr(exchange, "_protocol", None), "transport", None)
-    value = _xfccCache.get(connection) if connection is not None else None
+    data = exchange.connectionData
+    value = data.get("xfcc")
     if value is None:
         cert = exchange.peerCertificate()
         value = b""
@@ -253,13 +252,8 @@ def clientCertHeader(exchange: Any) -> Optional[bytes]:
             from linkerpy.tls.identity import forwardClientCertHeader
 
             value = forwardClientCertHeader(cert.to_cryptography() if hasattr(cert, "to_cryptography") else cert)
-        if connection is not None:
-            _xfccCache[connection] = value
+        data["xfcc"] = value
     return value or None
-
-
-#: Header values per TLS connection (its transport), freed with it.
-_xfccCache: "weakref.WeakKeyDictionary[Any, bytes]" = weakref.WeakKeyDictionary()
 
 
 def translate(error: BaseException, endpoint: Any, call: Any, client: Any) -> BaseException:
