@@ -29,6 +29,7 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from linkerpy.net import setNoDelay
 from linkerpy.protocol.http.errors import (
     BodyAborted,
     ConnectionReset,
@@ -172,6 +173,7 @@ class HTTPClientProtocol(Protocol):
     # -- connection events -------------------------------------------------------
 
     def connectionMade(self) -> None:
+        setNoDelay(self.transport)
         if not self._tls:
             self._ready()
 

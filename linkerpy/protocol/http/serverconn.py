@@ -14,6 +14,7 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from linkerpy.net import setNoDelay
 from linkerpy.protocol.http.errors import BodyAborted, FramingError, RequestRejected
 from linkerpy.protocol.http.exchange import ServerExchange
 from linkerpy.protocol.http.framing import ChunkedDecoder
@@ -82,6 +83,7 @@ class HTTPServerProtocol(Protocol):
             self.transport.abortConnection()
             return
         self.connected = True
+        setNoDelay(self.transport)
         now = self._clock.seconds()
         self._connectedAt = now
         if factory._draining:
