@@ -793,6 +793,26 @@ class ClientTests(SynchronousTestCase):
         self.assertEqual(peer.conn.remote_settings.enable_push, 0)
 
 
+class FrameReprTests(SynchronousTestCase):
+    """
+    The cheaper frame payload repr gives C{hyperframe}'s text.
+    """
+
+    def test_sameText(self) -> None:
+        """
+        Long, short and empty payloads are shown as before.
+        """
+        from hyperframe.frame import DataFrame
+
+        import linkerpy.protocol.h2.connection  # noqa: F401 - installs the helper
+
+        frame = DataFrame(1)
+        frame.data = bytes(range(100))
+        self.assertIn("<hex:00010203040506070809...>", repr(frame))
+        frame.data = b"ab"
+        self.assertIn("<hex:6162>", repr(frame))
+
+
 class BothSidesTests(SynchronousTestCase):
     """
     The client and server connections against each other (iosim).

@@ -20,6 +20,7 @@ are written directly (L{goAwayFrame}) for the same reason.
 
 from __future__ import annotations
 
+import binascii
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional
 
@@ -113,6 +114,37 @@ class _Connection(H2Connection):
         event.last_stream_id = frame.last_stream_id
         event.additional_data = frame.additional_data or None
         return [], [event]
+
+
+def _shortRawDataRepr(data: Any) -> str:
+    if not data:
+        return "None"
+    r = binascii.hexlify(bytes(data[:10])).decode("ascii")
+    if len(data) > 10:
+        r += "..."
+    return "<hex:" + r + ">"
+
+
+def _patchFrameRepr() -> None:
+    """
+    C{h2} formats every received frame with C{repr()} for a trace log that
+    is never written, and C{hyperframe} hex-encodes a whole DATA payload
+    there to keep 20 characters of it (about 10 us per 16 KB frame, an
+    eighth of the cost of relaying data).  Replace that helper with one
+    giving the same text from the first bytes only, if it is the one we
+    know.
+    """
+    from hyperframe import frame as hyperframeFrame
+
+    original = getattr(hyperframeFrame, "_raw_data_repr", None)
+    if original is None or getattr(original, "__name__", "") != "_raw_data_repr":
+        return
+    sample = bytes(range(40))
+    if all(original(s) == _shortRawDataRepr(s) for s in (sample, sample[:10], sample[:3], b"", None)):
+        hyperframeFrame._raw_data_repr = _shortRawDataRepr
+
+
+_patchFrameRepr()
 
 
 def goAwayFrame(lastStreamId: int, errorCode: int = ErrorCodes.NO_ERROR, debug: bytes = b"") -> bytes:
