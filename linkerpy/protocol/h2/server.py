@@ -124,6 +124,8 @@ class H2ServerExchange:
     @ivar isSecure: the connection is TLS.
     @ivar startedAt: when the request head was received.
     @ivar responseStarted: response headers were sent.
+    @ivar connectionData: a C{dict} shared by the exchanges of one
+        connection (values computed once per connection).
     """
 
     def __init__(self, protocol: "H2ServerProtocol", stream: H2Stream, request: H2Request, body: Any) -> None:
@@ -134,6 +136,7 @@ class H2ServerExchange:
         self.peer = protocol.peer
         self.host = protocol.host
         self.isSecure = protocol.isSecure
+        self.connectionData = protocol.connectionData
         self.startedAt = protocol.clock.seconds()
         self.responseStarted = False
         self.finished = False
@@ -232,6 +235,7 @@ class H2ServerProtocol(H2Protocol):
         self.peer: Any = None
         self.host: Any = None
         self.isSecure = False
+        self.connectionData: dict = {}
         self.draining = False
         self.drainLastStreamId = 0
         self.lostDeferred: Deferred = Deferred()
