@@ -265,13 +265,14 @@ class RetriesTests(SynchronousTestCase):
         call, _, _ = retrying(HttpClassifier("x", READ_METHODS), origin, backoff=JitteredBackoffConfig(minMs=10, maxMs=100), clock=clock)
         d = call()
         waited = 0.0
-        while not d.called:
+        while clock.getDelayedCalls():
             delays = [dc.getTime() - clock.seconds() for dc in clock.getDelayedCalls()]
             self.assertEqual(len(delays), 1)
             self.assertTrue(0.010 <= delays[0] <= 0.100, delays)
             waited += delays[0]
             clock.advance(delays[0])
         self.assertEqual(origin.calls, 4)
+        self.assertEqual(self.successResultOf(d).head.status, 200)
 
     def test_retryableException(self) -> None:
         """

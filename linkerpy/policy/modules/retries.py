@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -78,10 +79,37 @@ def _discard(result: Any) -> None:
         body.abort()
 
 
+def classified(exchange: Any, result: Any) -> Any:
+    """
+    The service classifier's verdict on one attempt's outcome, computed once
+    per outcome: stats, retries and failure accrual all ask for it.
+    """
+    if getattr(exchange, "lastResult", None) is result:
+        return exchange.lastClass
+    classifier = exchange.classifier
+    if classifier is None:
+        return None
+    if isinstance(result, Failure):
+        rc = classifier.classify(exchange, None, result)
+    else:
+        rc = classifier.classify(exchange, getattr(result, "head", result), None)
+    try:
+        exchange.lastResult = result
+        exchange.lastClass = rc
+    except AttributeError:
+        pass
+    return rc
+
+
 @implementer(IPolicyModule)
 class RetriesModule:
     """
     Classified retries with a budget and backoff, for one service.
+
+    The retry loop chains onto the attempt's own Deferred (a callback that
+    returns the next attempt's Deferred), so a request that is not retried
+    costs one callback and no extra Deferred; cancelling the request (a total
+    timeout) cancels the attempt or the backoff wait in progress.
     """
 
     def __init__(self, config: RetriesConfig, context: Any) -> None:
@@ -100,102 +128,34 @@ class RetriesModule:
 
     def wrap(self, call: Callable[[Any], Deferred]) -> Callable[[Any], Deferred]:
         budget = self.budget
-        RETRYABLE = self.RETRYABLE
-        perRequest = self.perRequest
+        check = self._check
 
         def retrying(exchange: Any) -> Deferred:
             budget.deposit()
-            first = call(exchange)
-            if first.called:
-                result = _peek(first)
-                if not _wantsRetry(exchange, result, RETRYABLE):
-                    perRequest.add(0.0)
-                    return first
-            return _Retrier(self, call, exchange, first).outer
+            return call(exchange).addBoth(check, exchange, call, None, 0)
 
         return retrying
 
-
-def _peek(d: Deferred) -> Any:
-    return getattr(d, "result", None)
-
-
-def _wantsRetry(exchange: Any, result: Any, retryable: Any) -> bool:
-    classifier = exchange.classifier
-    if classifier is None:
-        return False
-    if isinstance(result, Failure):
-        rc = classifier.classify(exchange, None, result)
-    else:
-        rc = classifier.classify(exchange, getattr(result, "head", result), None)
-    return rc is retryable and exchange.bodyReplayable
-
-
-class _Retrier:
-    """
-    The retry loop of one request.
-    """
-
-    def __init__(self, module: RetriesModule, call: Callable[[Any], Deferred], exchange: Any, first: Deferred) -> None:
-        self.module = module
-        self.call = call
-        self.exchange = exchange
-        self.retries = 0
-        self.schedule: Any = None
-        self.timer: Any = None
-        self.current: Optional[Deferred] = None
-        self.outer: Deferred = Deferred(self._cancel)
-        self._track(first)
-
-    def _track(self, d: Deferred) -> None:
-        self.current = d
-        d.addBoth(self._outcome)
-
-    def _outcome(self, result: Any) -> None:
-        self.current = None
-        if self.outer.called:
-            _discard(result)
-            return
-        module = self.module
-        if _wantsRetry(self.exchange, result, module.RETRYABLE):
-            if self.schedule is None:
-                self.schedule = module.backoff.newBackoff(module.random)
-            delay = next(self.schedule, None)
+    def _check(self, result: Any, exchange: Any, call: Callable[[Any], Deferred], schedule: Any, retries: int) -> Any:
+        if classified(exchange, result) is self.RETRYABLE and exchange.bodyReplayable:
+            if schedule is None:
+                schedule = self.backoff.newBackoff(self.random)
+            delay = next(schedule, None)
             if delay is not None:
-                if module.budget.tryWithdraw():
+                if self.budget.tryWithdraw():
                     _discard(result)
-                    self.retries += 1
-                    module.total.value += 1
-                    self.exchange.retries = self.retries
+                    retries += 1
+                    self.total.value += 1
+                    exchange.retries = retries
                     if delay > 0:
-                        self.timer = module.reactor.callLater(delay, self._again)
+                        d = deferLater(self.reactor, delay, call, exchange)
+                        # deferLater's Deferred fires with the attempt's Deferred: flatten.
                     else:
-                        self._again()
-                    return
-                module.exhausted.value += 1
-        module.perRequest.add(float(self.retries))
-        if isinstance(result, Failure):
-            self.outer.errback(result)
-        else:
-            self.outer.callback(result)
-
-    def _again(self) -> None:
-        self.timer = None
-        try:
-            d = self.call(self.exchange)
-        except Exception:
-            d = Deferred()
-            d.errback(Failure())
-        self._track(d)
-
-    def _cancel(self, outer: Deferred) -> None:
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
-            self.timer = None
-        if self.current is not None:
-            self.current.cancel()
-        if not outer.called:
-            outer.errback(Failure(CancelledError()))
+                        d = call(exchange)
+                    return d.addBoth(self._check, exchange, call, schedule, retries)
+                self.exhausted.value += 1
+        self.perRequest.add(float(retries))
+        return result
 
 
 @implementer(IPolicyModule)
@@ -214,41 +174,24 @@ class RequeuesModule:
 
     def wrap(self, call: Callable[[Any], Deferred]) -> Callable[[Any], Deferred]:
         budget = self.budget
+        requeue = self._requeue
 
         def requeueing(exchange: Any) -> Deferred:
             budget.deposit()
-            outer: Deferred = Deferred(lambda _: state["current"].cancel() if state["current"] is not None else None)
-            state: dict = {"current": None, "count": 0}
-
-            def attempt() -> None:
-                d = call(exchange)
-                state["current"] = d
-                d.addBoth(outcome)
-
-            def outcome(result: Any) -> None:
-                state["current"] = None
-                if outer.called:
-                    _discard(result)
-                    return
-                if isinstance(result, Failure) and _unwritten(result) and exchange.bodyReplayable:
-                    if state["count"] >= MAX_REQUEUES:
-                        self.limited.value += 1
-                    elif budget.tryWithdraw():
-                        state["count"] += 1
-                        self.requeues.value += 1
-                        attempt()
-                        return
-                    else:
-                        self.exhausted.value += 1
-                if isinstance(result, Failure):
-                    outer.errback(result)
-                else:
-                    outer.callback(result)
-
-            attempt()
-            return outer
+            return call(exchange).addErrback(requeue, exchange, call, 0)
 
         return requeueing
+
+    def _requeue(self, failure: Failure, exchange: Any, call: Callable[[Any], Deferred], count: int) -> Any:
+        if _unwritten(failure) and exchange.bodyReplayable:
+            if count >= MAX_REQUEUES:
+                self.limited.value += 1
+            elif self.budget.tryWithdraw():
+                self.requeues.value += 1
+                return call(exchange).addErrback(self._requeue, exchange, call, count + 1)
+            else:
+                self.exhausted.value += 1
+        return failure
 
 
 def _unwritten(failure: Failure) -> bool:

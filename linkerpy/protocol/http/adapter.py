@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 
 from linkerpy.errors import ConnectionFailed, Overloaded, RequestTimeout, RoutingError, TLSOriginationFailed, UpstreamError
 from linkerpy.policy.entries import FoldedPolicy
+from linkerpy.policy.modules.retries import classified
 from linkerpy.protocol.http import errors as wire
 from linkerpy.protocol.http.l5d import (
     L5D_CTX_DEADLINE,
@@ -79,11 +80,9 @@ class HttpProtocolAdapter(ProtocolAdapter):
         return classifier
 
     def succeeded(self, call: Any, response: Any, failure: Any) -> bool:
-        classifier = call.classifier or self.defaultClassifier
-        from linkerpy.policy.classifiers import ResponseClass
-
-        head = response.head if response is not None else None
-        return classifier.classify(call, head, failure) is ResponseClass.SUCCESS
+        if call.classifier is None:
+            call.classifier = self.defaultClassifier
+        return classified(call, failure if failure is not None else response).isSuccess
 
     # -- statistics ---------------------------------------------------------------
 
@@ -106,11 +105,7 @@ class HttpProtocolAdapter(ProtocolAdapter):
 
             def done(result: Any) -> Any:
                 latency.add((seconds() - start) * 1000.0)
-                if isinstance(result, Failure):
-                    rc = classifier.classify(c, None, result)
-                else:
-                    rc = classifier.classify(c, result.head, None)
-                c.responseClass = rc
+                rc = c.responseClass = classified(c, result)
                 if rc is SUCCESS:
                     success.value += 1
                 else:
@@ -153,12 +148,12 @@ class HttpProtocolAdapter(ProtocolAdapter):
 
             def done(result: Any) -> Any:
                 latency.add((seconds() - start) * 1000.0)
-                classifier = c.classifier or self.defaultClassifier
+                if c.classifier is None:
+                    c.classifier = self.defaultClassifier
+                rc = classified(c, result)
                 if isinstance(result, Failure):
-                    rc = classifier.classify(c, None, result)
                     statuses.error()
                 else:
-                    rc = classifier.classify(c, result.head, None)
                     statuses.count(result.head.status)
                 if rc is SUCCESS:
                     success.value += 1
@@ -210,11 +205,14 @@ class HttpProtocolAdapter(ProtocolAdapter):
     def send(self, endpoint: Any, call: Any, client: Client) -> Deferred:
         head = call.request
         headers = head.headers
-        headers.set(L5D_DST_SERVICE, call.serviceBytes)
-        headers.set(L5D_DST_CLIENT, client.nameBytes)
+        # A request that arrived with no l5d-* header gets these appended on
+        # its first attempt; otherwise they replace what is there.
+        put = headers.setTrusted if (call.attempts or call.hasL5d) else headers.addTrusted
+        put(L5D_DST_SERVICE, L5D_DST_SERVICE, call.serviceBytes)
+        put(L5D_DST_CLIENT, L5D_DST_CLIENT, client.nameBytes)
         residual = call.residual
         if residual:
-            headers.set(L5D_DST_RESIDUAL, residual.show.encode("ascii"))
+            put(L5D_DST_RESIDUAL, L5D_DST_RESIDUAL, residual.show.encode("ascii"))
         elif call.attempts:
             headers.remove(L5D_DST_RESIDUAL)
         if call.deadline is not None:

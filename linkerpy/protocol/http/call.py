@@ -50,6 +50,9 @@ class HttpCall:
         "exchange",
         "server",
         "retries",
+        "lastResult",
+        "lastClass",
+        "hasL5d",
         "_bodyTaken",
     )
 
@@ -71,6 +74,9 @@ class HttpCall:
         self.responseClass: Any = None
         self.attempts = 0
         self.retries = 0
+        self.lastResult: Any = None
+        self.lastClass: Any = None
+        self.hasL5d = True
         self.replay: Optional[ReplayBuffer] = None
         self._bodyTaken = False
 

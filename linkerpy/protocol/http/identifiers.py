@@ -30,13 +30,15 @@ class Identified:
     @ivar path: the logical name.
     @ivar target: a rewritten request target (C{io.l5d.path} with
         C{consume}), or C{None} to keep the request's.
+    @ivar pathBytes: C{path.show} as bytes (for C{l5d-dst-service}).
     """
 
-    __slots__ = ("path", "target")
+    __slots__ = ("path", "target", "pathBytes")
 
     def __init__(self, path: Path, target: Optional[bytes] = None) -> None:
         self.path = path
         self.target = target
+        self.pathBytes = path.show.encode("ascii")
 
 
 class Unidentified:

@@ -46,6 +46,8 @@ VIA = b"via"
 VIA_ENTRY = b"1.1 linkerpy"
 
 _dtabMemo: dict = {}
+_pack = struct.Struct(">QQQQ").pack
+_b64encode = base64.b64encode
 
 
 def readLocalDtab(headers: Any) -> Dtab:
@@ -161,6 +163,14 @@ class Trace:
         self._reqid: Optional[bytes] = None
 
     @classmethod
+    def new(cls, rng: random.Random) -> "Trace":
+        """
+        Start a trace (no incoming C{l5d-ctx-trace}).
+        """
+        span = rng.getrandbits(64)
+        return cls(span, span, span, 0)
+
+    @classmethod
     def fromHeaders(cls, headers: Any, rng: random.Random) -> "Trace":
         """
         Continue the incoming trace (a new span under it) or start one.
@@ -185,9 +195,7 @@ class Trace:
     def header(self) -> bytes:
         h = self._header
         if h is None:
-            h = self._header = base64.b64encode(
-                struct.pack(">QQQQ", self.spanId, self.parentId, self.traceId, self.flags)
-            )
+            h = self._header = _b64encode(_pack(self.spanId, self.parentId, self.traceId, self.flags))
         return h
 
     def reqid(self) -> bytes:

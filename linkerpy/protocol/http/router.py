@@ -29,7 +29,10 @@ from linkerpy.protocol.http import l5d
 from linkerpy.protocol.http.adapter import XFCC, HttpProtocolAdapter
 from linkerpy.protocol.http.call import HttpCall
 from linkerpy.protocol.http.identifiers import Identified
+from linkerpy.naming.dtab import Dtab
 from linkerpy.router.routing import RoutingCore
+
+EMPTY_DTAB = Dtab.empty
 
 log = Logger()
 
@@ -105,14 +108,24 @@ class HttpRequestHandler:
     def prepare(self, call: HttpCall, exchange: Any) -> None:
         head = call.request
         headers = head.headers
-        if self.clearContext:
-            l5d.clearRequestContext(headers)
-        if XFCC in headers:
-            headers.remove(XFCC)  # never trust an inbound value
-        l5d.checkCallDepth(headers, self.maxCallDepth)
-        call.localDtab = l5d.readLocalDtab(headers)
-        call.deadline = l5d.readDeadline(headers)
-        trace = l5d.Trace.fromHeaders(headers, self.random)
+        # One scan finds whether any l5d-* or other special header is present;
+        # most requests carry none and skip the per-header work below.
+        names = b"\x00" + b"\x00".join([item[0] for item in headers._items])
+        hasL5d = b"\x00l5d-" in names
+        special = hasL5d or b"\x00via\x00" in names + b"\x00" or b"\x00x-forwarded-client-cert" in names
+        call.hasL5d = hasL5d
+        if special:
+            if self.clearContext and hasL5d:
+                l5d.clearRequestContext(headers)
+            if XFCC in headers:
+                headers.remove(XFCC)  # never trust an inbound value
+            l5d.checkCallDepth(headers, self.maxCallDepth)
+            call.localDtab = l5d.readLocalDtab(headers)
+            call.deadline = l5d.readDeadline(headers)
+            trace = l5d.Trace.fromHeaders(headers, self.random)
+        else:
+            call.localDtab = EMPTY_DTAB
+            trace = l5d.Trace.new(self.random)
         reasons: List[str] = []
         for identifier in self.identifiers:
             result = identifier.identify(head)
@@ -125,12 +138,16 @@ class HttpRequestHandler:
             head.target = result.target
         call.path = result.path
         call.serviceName = result.path.show
-        call.serviceBytes = call.serviceName.encode("ascii")
+        call.serviceBytes = result.pathBytes
         if call.localDtab:
             headers.set(l5d.L5D_CTX_DTAB, call.localDtab.show.encode("ascii"))
-        headers.set(l5d.L5D_CTX_TRACE, trace.header())
-        headers.set(l5d.L5D_REQID, trace.reqid())
-        l5d.appendVia(headers)
+        put = headers.setTrusted if hasL5d else headers.addTrusted
+        put(l5d.L5D_CTX_TRACE, l5d.L5D_CTX_TRACE, trace.header())
+        put(l5d.L5D_REQID, l5d.L5D_REQID, trace.reqid())
+        if special:
+            l5d.appendVia(headers)
+        else:
+            headers.addTrusted(l5d.VIA, b"Via", l5d.VIA_ENTRY)
         if self.timestampHeader is not None:
             headers.set(self.timestampHeader, b"%d" % int(self.reactor.seconds() * 1000))
         if self.forwarded is not None:
