@@ -429,7 +429,7 @@ class TcpServerFactory(Factory):
         suppressed, self._suppressed = self._suppressed, 0
         self._lastNote = now
         more = f" ({suppressed} similar messages suppressed)" if suppressed else ""
-        log.info("tcp server {name}: {message}{more}", name=self.name, message=message, more=more)
+        log.info("tcp server {name}: {why}{more}", name=self.name, why=message, more=more)
 
     def drain(self, graceSeconds: Optional[float]) -> Deferred:
         """
