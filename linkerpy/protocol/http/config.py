@@ -2,6 +2,13 @@
 """
 Configuration of C{protocol: http} routers (Linkerd 1's HTTP/1.1 router
 keys, plus linkerpy's limits).
+
+Every limit has a finite default (C{docs/security.md} lists them with the
+reasoning): request line 4 KiB (414), header block 8 KiB and 100 fields
+(431), request head 30 s (408), body idle 60 s (408), keep-alive idle 5 min,
+10,000 connections and 2,000 requests in flight per server (503 beyond),
+1,000 requests queued per endpoint pool when C{maxSize} is set, upstream
+connect 5 s.  A limit set to C{null} (where allowed) is unbounded.
 """
 
 from __future__ import annotations
@@ -16,6 +23,18 @@ from linkerpy.config.structure import Configured, setting
 from linkerpy.interfaces import IFailureAccrualPlugin, IIdentifierPlugin, ILoadBalancerPlugin, IPolicySourcePlugin, IResponseClassifierPlugin
 from linkerpy.router.config import RouterConfig, ServerConfig, SessionConfig
 from linkerpy.tls.config import ClientTlsConfig
+
+#: Default C{servers[].maxConnections}: ten times the benchmark's 1,000 open
+#: connections; about 2 fds each (downstream and upstream) fit a 20k-24k
+#: C{ulimit -n}.
+DEFAULT_MAX_CONNECTIONS = 10000
+#: Default C{servers[].maxConcurrentRequests}: twice Envoy's per-cluster
+#: C{max_requests} (1024); at a few thousand requests per second, more in
+#: flight is queueing, better shed with a retryable 503.
+DEFAULT_MAX_CONCURRENT_REQUESTS = 2000
+#: Default C{hostConnectionPool.maxWaiters} (when C{hostConnectionPool} is
+#: given): Envoy's C{max_pending_requests} is 1024.
+DEFAULT_MAX_WAITERS = 1000
 
 
 @attrs.frozen
@@ -59,6 +78,18 @@ class HttpServerConfig(ServerConfig):
     addForwardedHeader: Optional[AddForwardedHeader] = setting(None, doc="add a Forwarded header ({} for defaults)")
     timestampHeader: Optional[str] = setting(None, doc="add this header with the receive time in ms since the epoch")
     maxCallDepth: int = setting(1000, check=checks.positive, doc="requests with more Via entries get 400 (proxy loops)")
+    # Finite defaults for the limits the generic ServerConfig leaves unbounded
+    # (see docs/security.md for how they compare with nginx, Envoy, HAProxy).
+    maxConnections: Optional[int] = setting(
+        DEFAULT_MAX_CONNECTIONS,
+        check=checks.positive,
+        doc="connections beyond this are closed as soon as accepted (null: unlimited)",
+    )
+    maxConcurrentRequests: Optional[int] = setting(
+        DEFAULT_MAX_CONCURRENT_REQUESTS,
+        check=checks.positive,
+        doc="requests in flight beyond this get 503 with l5d-retryable (null: unlimited)",
+    )
     requestHeadTimeoutMs: int = setting(30000, check=checks.positive, doc="a request head must arrive within this (408)")
     bodyIdleTimeoutMs: int = setting(60000, check=checks.positive, doc="a request body may pause this long")
     keepAliveIdleTimeMs: int = setting(
@@ -75,7 +106,11 @@ class PoolConfig:
     minSize: int = setting(0, check=checks.nonNegative, doc="connections kept open even when idle")
     maxSize: Optional[int] = setting(None, check=checks.positive, doc="most connections per endpoint (default unbounded)")
     idleTimeMs: Optional[int] = setting(None, check=checks.positive, doc="close pooled connections idle this long")
-    maxWaiters: Optional[int] = setting(None, check=checks.nonNegative, doc="requests waiting for a connection beyond this fail (503)")
+    maxWaiters: Optional[int] = setting(
+        DEFAULT_MAX_WAITERS,
+        check=checks.nonNegative,
+        doc="requests queued for a connection at maxSize beyond this fail at once (503; null: unlimited)",
+    )
 
 
 @attrs.frozen
