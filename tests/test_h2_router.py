@@ -171,6 +171,22 @@ class RouterTests(TestCase):
         self.assertIn(b"Unable to establish connection", fetched.headers.get(b"l5d-err"))
 
     @defer.inlineCallbacks
+    def test_serverTimeout(self) -> Any:
+        """
+        A server's C{timeoutMs} bounds a request: 503 with C{l5d-err}, and
+        the origin's stream is reset.
+        """
+        aborted: List[Any] = []
+        origin = self.h.origin(lambda e: setattr(e, "abortHandler", aborted.append))
+        router = self.h.router(
+            {"dtab": f"/svc/dog => /$/inet/127.0.0.1/{origin.port}", "servers": [{"port": 0, "timeoutMs": 200}]}
+        )
+        fetched = yield fetch(self.h.client(router), requestHeaders(authority=b"dog"))
+        self.assertEqual(fetched.status, 503)
+        self.assertIn(b"exceeded 200.milliseconds", fetched.headers.get(b"l5d-err"))
+        yield waitUntil(lambda: bool(aborted), TIMEOUT, "the origin's stream to be reset")
+
+    @defer.inlineCallbacks
     def test_maxCallDepth(self) -> Any:
         """
         More C{Via} entries than C{maxCallDepth} (10 by default) is a 400.

@@ -15,7 +15,8 @@ for one stream are therefore bounded by the stream's receive window.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional
+from collections import deque
+from typing import Any, Callable, Deque, List, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -26,7 +27,7 @@ from linkerpy.protocol.h2.headers import H2Headers
 from linkerpy.protocol.http.errors import BodyAborted
 from linkerpy.protocol.http.interfaces import IBodySink, IBodySource
 
-__all__ = ["H2Body", "StreamSink", "resetCodeFor"]
+__all__ = ["H2Body", "H2Stream", "StreamSink", "resetCodeFor"]
 
 _OPEN = 0
 _DONE = 1
@@ -361,3 +362,57 @@ def isReset(failure: Optional[Failure]) -> bool:
     Whether a body failure is a peer's stream reset.
     """
     return failure is not None and isinstance(failure.value, StreamReset)
+
+
+class H2Stream:
+    """
+    This side's record of one stream.
+
+    @ivar id: the stream id.
+    @ivar body: the inbound L{H2Body} (request body on servers, response body
+        on clients), or C{None} when the peer sends no data.
+    @ivar source: the body source feeding the outbound side, if any.
+    @ivar pending: outbound data waiting for window space.
+    @ivar endQueued: the outbound side should end once L{pending} is sent.
+    @ivar inClosed: the peer ended or reset its side.
+    @ivar outClosed: this side ended or reset its side.
+    @ivar trailers: trailers received, or to send.
+    @ivar owner: the server exchange or the client request.
+    """
+
+    __slots__ = (
+        "id",
+        "body",
+        "source",
+        "sink",
+        "pending",
+        "pendingBytes",
+        "endQueued",
+        "outTrailers",
+        "inTrailers",
+        "inClosed",
+        "outClosed",
+        "sourcePaused",
+        "owner",
+        "discardInbound",
+    )
+
+    def __init__(self, streamId: int) -> None:
+        self.id = streamId
+        self.body: Optional[H2Body] = None
+        self.source: Any = None
+        self.sink: Optional[StreamSink] = None
+        self.pending: Deque[bytes] = deque()
+        self.pendingBytes = 0
+        self.endQueued = False
+        self.outTrailers: Optional[H2Headers] = None
+        self.inTrailers: Optional[H2Headers] = None
+        self.inClosed = False
+        self.outClosed = False
+        self.sourcePaused = False
+        self.owner: Any = None
+        self.discardInbound = False
+
+    @property
+    def closed(self) -> bool:
+        return self.inClosed and self.outClosed

@@ -13,20 +13,16 @@ with waiting data pauses its source; L{resumeProducing} sends what waited.
 
 The C{h2} library closes its whole connection state when a GOAWAY is
 received, although streams below the GOAWAY's last stream id may (and
-should) complete.  L{_Connection} keeps the connection open instead and
-this layer enforces "no new streams" itself; GOAWAY frames this side sends
-are written directly (L{goAwayFrame}) for the same reason.
+should) complete.  L{linkerpy.protocol.h2.wire} keeps the connection open
+instead and this layer enforces "no new streams" itself; GOAWAY frames this
+side sends are written directly for the same reason.
 """
 
 from __future__ import annotations
 
-import binascii
-from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Dict, Optional
 
-import attrs
 from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -48,168 +44,27 @@ from h2.events import (
 )
 from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
-from hyperframe.frame import GoAwayFrame
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
-from twisted.internet.interfaces import IPushProducer
 
-from linkerpy.protocol.h2.body import H2Body, StreamSink
+from linkerpy.protocol.h2.body import H2Stream, StreamSink
 from linkerpy.protocol.h2.errors import StreamReset as StreamResetError
 from linkerpy.protocol.h2.headers import H2Headers
+from linkerpy.protocol.h2.wire import (  # noqa: F401 - re-exported
+    DEFAULT_WINDOW,
+    MAX_STREAM_ID,
+    H2Settings,
+    _Connection,
+    contentLength,
+    goAwayFrame,
+)
 
-__all__ = ["H2Settings", "H2Protocol", "goAwayFrame", "DEFAULT_WINDOW", "MAX_STREAM_ID"]
+__all__ = ["H2Settings", "H2Protocol", "H2Stream", "goAwayFrame", "contentLength", "DEFAULT_WINDOW", "MAX_STREAM_ID"]
 
 log = Logger()
-
-#: The HTTP/2 default initial window (RFC 9113 section 6.9.2).
-DEFAULT_WINDOW = 65535
-#: The largest stream id (a GOAWAY with it refuses nothing).
-MAX_STREAM_ID = 2**31 - 1
-
-
-@attrs.frozen
-class H2Settings:
-    """
-    The HTTP/2 settings one side of a connection advertises and enforces.
-
-    @ivar initialStreamWindowBytes: C{SETTINGS_INITIAL_WINDOW_SIZE}: how many
-        bytes of one stream the peer may send before this side reads them.
-    @ivar connectionWindowBytes: the connection-level receive window (all
-        streams together); the HTTP/2 default is 65535.
-    @ivar maxFrameBytes: C{SETTINGS_MAX_FRAME_SIZE}.
-    @ivar maxHeaderListBytes: C{SETTINGS_MAX_HEADER_LIST_SIZE}; a larger
-        header block ends the connection (ENHANCE_YOUR_CALM).
-    @ivar headerTableBytes: C{SETTINGS_HEADER_TABLE_SIZE}, or C{None} for the
-        default (4096).
-    @ivar maxConcurrentStreams: C{SETTINGS_MAX_CONCURRENT_STREAMS} (streams
-        the peer may open; servers).
-    @ivar noDelay: set C{TCP_NODELAY} (small frames are not held back by
-        Nagle's algorithm).
-    """
-
-    initialStreamWindowBytes: int = DEFAULT_WINDOW
-    connectionWindowBytes: int = 1048576
-    maxFrameBytes: int = 16384
-    maxHeaderListBytes: int = 65536
-    headerTableBytes: Optional[int] = None
-    maxConcurrentStreams: int = 250
-    noDelay: bool = True
-
-
-class _Connection(H2Connection):
-    """
-    C{h2}'s connection, except that a received GOAWAY neither closes the
-    connection state nor drops frames waiting to be sent: streams the peer
-    accepted may still complete (RFC 9113 section 6.8).
-    """
-
-    def _receive_goaway_frame(self, frame: Any) -> Any:
-        event = ConnectionTerminated()
-        try:
-            event.error_code = ErrorCodes(frame.error_code)
-        except ValueError:
-            event.error_code = frame.error_code
-        event.last_stream_id = frame.last_stream_id
-        event.additional_data = frame.additional_data or None
-        return [], [event]
-
-
-def _shortRawDataRepr(data: Any) -> str:
-    if not data:
-        return "None"
-    r = binascii.hexlify(bytes(data[:10])).decode("ascii")
-    if len(data) > 10:
-        r += "..."
-    return "<hex:" + r + ">"
-
-
-def _patchFrameRepr() -> None:
-    """
-    C{h2} formats every received frame with C{repr()} for a trace log that
-    is never written, and C{hyperframe} hex-encodes a whole DATA payload
-    there to keep 20 characters of it (about 10 us per 16 KB frame, an
-    eighth of the cost of relaying data).  Replace that helper with one
-    giving the same text from the first bytes only, if it is the one we
-    know.
-    """
-    from hyperframe import frame as hyperframeFrame
-
-    original = getattr(hyperframeFrame, "_raw_data_repr", None)
-    if original is None or getattr(original, "__name__", "") != "_raw_data_repr":
-        return
-    sample = bytes(range(40))
-    if all(original(s) == _shortRawDataRepr(s) for s in (sample, sample[:10], sample[:3], b"", None)):
-        hyperframeFrame._raw_data_repr = _shortRawDataRepr
-
-
-_patchFrameRepr()
-
-
-def goAwayFrame(lastStreamId: int, errorCode: int = ErrorCodes.NO_ERROR, debug: bytes = b"") -> bytes:
-    """
-    A serialised GOAWAY frame.
-    """
-    f = GoAwayFrame(0)
-    f.last_stream_id = lastStreamId
-    f.error_code = int(errorCode)
-    f.additional_data = debug
-    return f.serialize()  # type: ignore[no-any-return]
-
-
-class H2Stream:
-    """
-    This side's record of one stream.
-
-    @ivar id: the stream id.
-    @ivar body: the inbound L{H2Body} (request body on servers, response body
-        on clients), or C{None} when the peer sends no data.
-    @ivar source: the body source feeding the outbound side, if any.
-    @ivar pending: outbound data waiting for window space.
-    @ivar endQueued: the outbound side should end once L{pending} is sent.
-    @ivar inClosed: the peer ended or reset its side.
-    @ivar outClosed: this side ended or reset its side.
-    @ivar trailers: trailers received, or to send.
-    @ivar owner: the server exchange or the client request.
-    """
-
-    __slots__ = (
-        "id",
-        "body",
-        "source",
-        "sink",
-        "pending",
-        "pendingBytes",
-        "endQueued",
-        "outTrailers",
-        "inTrailers",
-        "inClosed",
-        "outClosed",
-        "sourcePaused",
-        "owner",
-        "discardInbound",
-    )
-
-    def __init__(self, streamId: int) -> None:
-        self.id = streamId
-        self.body: Optional[H2Body] = None
-        self.source: Any = None
-        self.sink: Optional[StreamSink] = None
-        self.pending: Deque[bytes] = deque()
-        self.pendingBytes = 0
-        self.endQueued = False
-        self.outTrailers: Optional[H2Headers] = None
-        self.inTrailers: Optional[H2Headers] = None
-        self.inClosed = False
-        self.outClosed = False
-        self.sourcePaused = False
-        self.owner: Any = None
-        self.discardInbound = False
-
-    @property
-    def closed(self) -> bool:
-        return self.inClosed and self.outClosed
 
 
 @implementer(IPushProducer)
@@ -757,17 +612,3 @@ class H2Protocol(Protocol):
     @property
     def activeStreams(self) -> int:
         return len(self.streams)
-
-
-def contentLength(headers: List[Any]) -> Optional[int]:
-    """
-    The C{content-length} of a decoded header list, if valid.
-    """
-    for name, value in headers:
-        if name == b"content-length":
-            try:
-                n = int(value)
-            except ValueError:
-                return None
-            return n if n >= 0 else None
-    return None

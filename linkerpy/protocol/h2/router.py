@@ -25,6 +25,7 @@ import random
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
+from hpack import NeverIndexedHeaderTuple
 from twisted.application.service import MultiService
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
 from twisted.logger import Logger
@@ -33,10 +34,11 @@ from zope.interface import implementer
 
 from linkerpy.errors import RoutingError, UnidentifiedRequest, messageFor, statusFor
 from linkerpy.interfaces import IRouter
+from linkerpy.naming.dtab import Dtab
 from linkerpy.protocol.h2.adapter import XFCC, H2ProtocolAdapter
 from linkerpy.protocol.h2.call import H2Call
 from linkerpy.protocol.h2.errors import ErrorCodes
-from linkerpy.protocol.h2.headers import H2Headers, sanitize
+from linkerpy.protocol.h2.headers import H2Headers
 from linkerpy.protocol.http import l5d
 from linkerpy.protocol.http.identifiers import Identified
 from linkerpy.router.routing import RoutingCore
@@ -159,6 +161,11 @@ class H2RequestHandler:
         self.accessLog = router.accessLog
         self.inFlight = 0
         self.maxConcurrent = server.maxConcurrentRequests
+        self.serverTimeout = None
+        if server.timeoutMs:
+            from linkerpy.policy.modules.timeouts import TimeoutModule
+
+            self.serverTimeout = TimeoutModule("server", server.timeoutMs, self.reactor, "", isClient=False)
 
     # -- request path --------------------------------------------------------------
 
@@ -185,22 +192,36 @@ class H2RequestHandler:
         exchange.call = call
         exchange.completionHandler = self.completed
         route = self.core.routeFor(call.path, call.localDtab)
-        d = route.call(call)
+        if self.serverTimeout is None:
+            d = route.call(call)
+        else:
+            d = self.serverTimeout.wrap(route.call)(call)
         if not d.called:
             exchange.abortHandler = lambda failure: _cancel(d)
         d.addCallbacks(self.respond, self.failed, callbackArgs=(call,), errbackArgs=(call,))
 
     def prepare(self, call: H2Call) -> None:
         headers = call.request.headers
-        if self.clearContext:
-            l5d.clearRequestContext(headers)
-        if XFCC in headers:
-            # Only this router vouches for client certificates.
-            headers.remove(XFCC)
-        l5d.checkCallDepth(headers, self.maxCallDepth)
-        call.localDtab = l5d.readLocalDtab(headers)
-        call.deadline = l5d.readDeadline(headers)
-        trace = l5d.Trace.fromHeaders(headers, self.random)
+        items = headers.items
+        # One scan finds whether any l5d-*, Via or x-forwarded-client-cert
+        # field is present; most requests carry none and skip the work.
+        # (Connection-specific fields were already refused by h2.)
+        names = b"\x00" + b"\x00".join([item[0] for item in items]) + b"\x00"
+        hasL5d = b"\x00l5d-" in names
+        special = hasL5d or b"\x00via\x00" in names or b"\x00x-forwarded-client-cert\x00" in names
+        if special:
+            if self.clearContext and hasL5d:
+                l5d.clearRequestContext(headers)
+            if XFCC in headers:
+                # Only this router vouches for client certificates.
+                headers.remove(XFCC)
+            l5d.checkCallDepth(headers, self.maxCallDepth)
+            call.localDtab = l5d.readLocalDtab(headers)
+            call.deadline = l5d.readDeadline(headers)
+            trace = l5d.Trace.fromHeaders(headers, self.random)
+        else:
+            call.localDtab = Dtab.empty
+            trace = l5d.Trace.new(self.random)
         request = call.request
         reasons: List[str] = []
         for identifier in self.identifiers:
@@ -217,10 +238,15 @@ class H2RequestHandler:
         call.serviceBytes = call.serviceName.encode("ascii")
         if call.localDtab:
             headers.set(l5d.L5D_CTX_DTAB, call.localDtab.show.encode("ascii"))
-        headers.setUnindexed(l5d.L5D_CTX_TRACE, trace.header())
-        headers.setUnindexed(l5d.L5D_REQID, trace.reqid())
-        appendVia(headers)
-        sanitize(headers)
+        if special:
+            headers.setUnindexed(l5d.L5D_CTX_TRACE, trace.header())
+            headers.setUnindexed(l5d.L5D_REQID, trace.reqid())
+            appendVia(headers)
+        else:
+            items = headers.items
+            items.append(NeverIndexedHeaderTuple(l5d.L5D_CTX_TRACE, trace.header()))
+            items.append(NeverIndexedHeaderTuple(l5d.L5D_REQID, trace.reqid()))
+            items.append((b"via", VIA_ENTRY))
 
     # -- response path --------------------------------------------------------------
 
@@ -233,7 +259,6 @@ class H2RequestHandler:
             return
         head = response.head
         out = H2Headers.fromWire([(b":status", b"%d" % head.status)] + head.headers.items)
-        sanitize(out)
         appendVia(out)
         body = response.body
         complete = body.finished
