@@ -271,6 +271,11 @@ def translate(error: BaseException, endpoint: Any, call: Any, client: Any) -> Ba
         out.retryable = True
         _copyFlags(out, error)
         return out
+    explained = _explainTLS(error, endpoint)
+    if explained is not None:
+        out = TLSOriginationFailed(f"TLS to {address} failed: {explained.reason}")
+        _copyFlags(out, error)
+        return out
     if isinstance(error, wire.TLSHandshakeFailed):
         out = TLSOriginationFailed(f"TLS to {address} failed: {error.detail or error}")
         _copyFlags(out, error)
@@ -286,6 +291,21 @@ def translate(error: BaseException, endpoint: Any, call: Any, client: Any) -> Ba
         _copyFlags(out, error)
         return out
     return error
+
+
+def _explainTLS(error: BaseException, endpoint: Any) -> Any:
+    """
+    The TLS explanation of an upstream failure that happened before any
+    response on a TLS connection (e.g. TLS 1.3 origins refuse a missing
+    client certificate right after the handshake), or C{None}.
+    """
+    if not isinstance(error, (wire.TLSHandshakeFailed, wire.ConnectionReset)) or error.responseStarted:
+        return None
+    creator = getattr(getattr(endpoint, "pool", None), "_tlsCreator", None)
+    explain = getattr(creator, "explainFailure", None)
+    if explain is None or error.cause is None:
+        return None
+    return explain(Failure(error.cause))
 
 
 def _copyFlags(out: Any, error: Any) -> None:
