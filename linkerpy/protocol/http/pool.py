@@ -35,6 +35,7 @@ from twisted.internet.error import TimeoutError as TwistedTimeoutError
 from twisted.internet.protocol import ClientFactory
 from twisted.python.failure import Failure
 
+from linkerpy.net import connectTCP
 from linkerpy.protocol.http.client import ClientResponse, HTTPClientProtocol
 from linkerpy.protocol.http.errors import (
     ConnectionFailed,
@@ -382,7 +383,7 @@ class HTTPConnectionPool:
             factory = TLSMemoryBIOFactory(self._tlsCreator, True, attempt)
         timeout = self.settings.connectTimeout
         attempt.timer = self._clock.callLater(timeout, attempt._timedOut)
-        attempt.connector = self._reactor.connectTCP(self.host, self.port, factory, timeout=timeout + 1)
+        attempt.connector = connectTCP(self._reactor, self.host, self.port, factory, timeout=timeout + 1)
 
     def _attemptFailed(self, attempt: _ConnectAttempt, reason: Failure, timedOut: bool = False) -> None:
         if attempt.finished:

@@ -30,6 +30,7 @@ from linkerpy.protocol.http.adapter import XFCC, HttpProtocolAdapter
 from linkerpy.protocol.http.call import HttpCall
 from linkerpy.protocol.http.identifiers import Identified
 from linkerpy.naming.dtab import Dtab
+from linkerpy.net import listenTCP
 from linkerpy.router.routing import RoutingCore
 
 EMPTY_DTAB = Dtab.empty
@@ -372,7 +373,7 @@ class HttpRouterService(MultiService):
             from linkerpy.tls.server import wrapServerFactory
 
             wrapped = wrapServerFactory(factory, router.serverTLS[index])
-        port = router.reactor.listenTCP(server.port, wrapped, interface=server.ip, backlog=_backlog(server))
+        port = listenTCP(router.reactor, server.port, wrapped, interface=server.ip, backlog=_backlog(server))
         address = port.getHost()
         scopeName = server.label or f"{address.host}/{address.port}"
         scope = router.metrics.scope("server", scopeName)
