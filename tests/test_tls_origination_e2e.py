@@ -31,7 +31,9 @@ class Answer(Resource):
         peer = request.transport.getPeerCertificate() if hasattr(request.transport, "getPeerCertificate") else None
         who = b"anonymous"
         if peer is not None:
-            who = peer.get_subject().CN.encode()
+            from linkerpy.tls.testing import commonNameOf
+
+            who = (commonNameOf(peer) or "?").encode()
         return b"secure origin; client " + who + b"\n"
 
 
