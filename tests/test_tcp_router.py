@@ -168,7 +168,8 @@ class ConnectTests(SynchronousTestCase):
     def test_clientLeavesWhileConnecting(self) -> None:
         """
         A client that leaves while the origin is being connected stops the
-        attempt; nothing stays counted as open.
+        attempt; nothing stays counted as open, and it is not counted as a
+        failure of the endpoint or the service.
         """
         m = MemoryRouter(config())
         proto, _ = m.accept()
@@ -179,6 +180,8 @@ class ConnectTests(SynchronousTestCase):
         self.assertEqual(m.metric(f"{M_SERVER}/connections"), 0)
         timers = [c for c in m.clock.getDelayedCalls() if getattr(c.func, "__name__", "") == "_timedOut"]
         self.assertEqual(timers, [])
+        self.assertEqual(m.endpoint(CLIENT_A).failures, 0)
+        self.assertEqual(m.metric("rt/tcp/service/svc/a/failures"), 0)
 
     def test_endpointLoadIsOpenConnections(self) -> None:
         """

@@ -305,7 +305,9 @@ class TcpProtocolAdapter(ProtocolAdapter):
 
     def succeeded(self, call: Any, response: Any, failure: Any) -> bool:
         if failure is not None:
-            return False
+            # A client that left while its connection was being set up says
+            # nothing bad about the endpoint.
+            return failure.check(CancelledError) is not None
         if isinstance(response, SpliceResult):
             return response.succeeded
         return True
@@ -322,10 +324,13 @@ class TcpProtocolAdapter(ProtocolAdapter):
 
             def done(result: Any) -> Any:
                 stats.connections.add(-1)
-                if isinstance(result, Failure) or not getattr(result, "succeeded", True):
-                    stats.failures.value += 1
-                else:
+                if isinstance(result, Failure):
+                    if not result.check(CancelledError):
+                        stats.failures.value += 1
+                elif result.succeeded:
                     stats.success.value += 1
+                else:
+                    stats.failures.value += 1
                 return result
 
             return call(c).addBoth(done)
