@@ -21,6 +21,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Set
 
 from bench.harness import install, report
+from bench.harness.idleconns import raiseFileLimit
 from bench.harness.procs import PortAllocator, ProcessManager, cpuList, installSignalHandlers, logTo
 from bench.harness.scenarios import (
     CaseData,
@@ -212,6 +213,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         binaries["pypy3"] = install.which("pypy3")
     chartOk = install.ensureMatplotlib(log) if opts.chartPath else False
     _usableCpus(opts, log)
+
+    # Children inherit this: the memory scenario's proxies need well over
+    # 1,000 descriptors, more than a common default soft limit of 1024.
+    limit = raiseFileLimit(4 * opts.idleConnections + 1024)
+    if limit < 2 * opts.idleConnections + 256:
+        log(f"warning: open-file limit {limit} may be too low for {opts.idleConnections} idle connections")
 
     workDir = tempfile.mkdtemp(prefix="linkerpy-bench-")
     manager = ProcessManager(workDir)

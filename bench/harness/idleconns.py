@@ -28,17 +28,24 @@ READY_MARKER = "READY "
 
 def raiseFileLimit(needed: int) -> int:
     """
-    Raise the soft C{RLIMIT_NOFILE} towards the hard limit so C{needed}
-    descriptors fit.
+    Raise the soft C{RLIMIT_NOFILE} so C{needed} descriptors fit: up to the
+    hard limit, or beyond it when the process may raise the hard limit too
+    (root).
 
     @return: the resulting soft limit.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    return soft
+    if soft >= needed or soft == resource.RLIM_INFINITY:
+        return soft
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            return needed
+        except (ValueError, OSError):
+            pass
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
 
 
 async def _openOne(
