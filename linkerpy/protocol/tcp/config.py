@@ -32,6 +32,10 @@ DEFAULT_CONNECT_TIMEOUT_MS = 5000
 #: hour is closed (Envoy's tcp_proxy default).
 DEFAULT_IDLE_TIMEOUT_MS = 3600000
 
+#: Default C{servers[].maxConnections}, as for HTTP servers: each relayed
+#: connection holds two file descriptors.
+DEFAULT_MAX_CONNECTIONS = 10000
+
 #: Default bound on receiving the ClientHello (passthrough) or completing the
 #: TLS handshake (termination).
 DEFAULT_HANDSHAKE_TIMEOUT_MS = 10000
@@ -61,7 +65,9 @@ class TcpServerConfig:
         check=checks.positive,
         doc="the ClientHello (passthrough) or the whole TLS handshake (termination) must arrive within this",
     )
-    maxConnections: Optional[int] = setting(None, check=checks.positive, doc="connections beyond this are closed at once")
+    maxConnections: Optional[int] = setting(
+        DEFAULT_MAX_CONNECTIONS, check=checks.positive, doc="connections beyond this are closed at once (null: unlimited)"
+    )
     socketOptions: Optional[SocketOptions] = setting(None)
 
 
@@ -154,7 +160,9 @@ class RedirectServerConfig:
     port: int = setting(8080, check=checks.port, doc="listen port (0 = ephemeral)")
     ip: str = setting("127.0.0.1", check=checks.ipAddress, doc="listen address; 0.0.0.0 for all")
     label: Optional[str] = setting(None, doc="name in metrics (default: ip/port)")
-    maxConnections: Optional[int] = setting(None, check=checks.positive, doc="connections beyond this are closed at once")
+    maxConnections: Optional[int] = setting(
+        DEFAULT_MAX_CONNECTIONS, check=checks.positive, doc="connections beyond this are closed at once (null: unlimited)"
+    )
 
 
 def _redirectStatus(value: int) -> Optional[str]:
