@@ -235,7 +235,7 @@ class FaultOrigin(Factory):
         self.port: Any = None
 
     def listen(self) -> "FaultOrigin":
-        self.port = reactor.listenTCP(0, self, interface="127.0.0.1")
+        self.port = reactor.listenTCP(0, self, backlog=1024, interface="127.0.0.1")
         return self
 
     @property
