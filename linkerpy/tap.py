@@ -58,12 +58,18 @@ def loadOrExit(path: str, check: bool = False, out: Any = None, err: Any = None)
     """
     from linkerpy.config.model import loadLinkerConfig
 
+    from linkerpy.plugins.registry import RegistryError
+
     out = out or sys.stdout
     err = err or sys.stderr
     try:
         config = loadLinkerConfig(path)
     except ConfigError as e:
         err.write(e.render() + "\n")
+        err.flush()
+        raise SystemExit(1)
+    except RegistryError as e:
+        err.write(f"installed plugins conflict: {e}\n")
         err.flush()
         raise SystemExit(1)
     if check:
