@@ -17,7 +17,9 @@ The origin's behaviour is chosen by the first path segment of each request:
   - C{/stall-body}: a chunked head and one chunk, then silence;
   - C{/close-after}: answer keep-alive, then close the idle connection;
   - C{/500}, C{/500-retryable}: a 500, the second with C{l5d-retryable: true};
-  - C{/slow/<ms>}: answer after C{<ms>} milliseconds.
+  - C{/slow/<ms>}: answer after C{<ms>} milliseconds;
+  - C{/drip/<n>}: a chunked answer of C{<n>} 5-byte chunks, 100 ms apart;
+  - C{/echo}: 200 with the request body.
 """
 
 from __future__ import annotations
@@ -207,6 +209,20 @@ def _behave(proto: FaultOriginProtocol, request: OriginRequest) -> None:
     elif kind == b"slow":
         ms = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 1000
         proto.later(ms / 1000.0, lambda: proto.answer(200, b"slow"))
+    elif kind == b"drip":
+        # a chunked response of <n> chunks, 100 ms apart
+        n = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 10
+        t.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+
+        def drip(left: int) -> None:
+            if left == 0:
+                t.write(b"0\r\n\r\n")
+                proto.done()
+                return
+            t.write(b"5\r\ndrip%d\r\n" % (left % 10))
+            proto.later(0.1, lambda: drip(left - 1))
+
+        drip(n)
     elif kind == b"echo":
         proto.answer(200, request.body)
     else:
