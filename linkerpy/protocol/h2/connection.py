@@ -128,12 +128,9 @@ class H2Protocol(Protocol):
         self.transport.registerProducer(self, True)
         s = self.settings
         if s.noDelay:
-            setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
-            if setNoDelay is not None:
-                try:
-                    setNoDelay(True)
-                except Exception:
-                    pass
+            from linkerpy.net import setNoDelay
+
+            setNoDelay(self.transport)
         initial: Dict[Any, int] = {
             SettingCodes.MAX_HEADER_LIST_SIZE: s.maxHeaderListBytes,
             SettingCodes.MAX_FRAME_SIZE: s.maxFrameBytes,

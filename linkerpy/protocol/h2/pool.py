@@ -169,7 +169,9 @@ class H2ClientPool:
 
             factory = wrapClientFactory(attempt, self.tlsCreator, self.reactor)
         attempt.timer = self.clock.callLater(self.connectTimeout, attempt.timedOut)
-        attempt.connector = self.reactor.connectTCP(self.host, self.port, factory, timeout=self.connectTimeout + 1)
+        from linkerpy.net import connectTCP
+
+        attempt.connector = connectTCP(self.reactor, self.host, self.port, factory, timeout=self.connectTimeout + 1)
 
     def _finishAttempt(self, attempt: _Attempt) -> bool:
         if attempt.done:

@@ -409,7 +409,14 @@ class H2Router:
         return self.core.baseDtab
 
     def adminResources(self) -> Dict[str, Any]:
-        return {}
+        """
+        The interpreter's state pages (e.g. a control-plane interpreter's
+        connection and last update), under C{/<label>/...}.
+        """
+        resources = getattr(self.core.interpreter, "adminResources", None)
+        if resources is None:
+            return {}
+        return {f"/{self.label}{path}": resource for path, resource in resources().items()}
 
     def drain(self, graceSeconds: float) -> Deferred:
         return self._service.drain(graceSeconds)
@@ -481,7 +488,9 @@ class H2RouterService(MultiService):
             from linkerpy.tls.server import wrapServerFactory
 
             wrapped = wrapServerFactory(factory, router.serverTLS[index])
-        port = router.reactor.listenTCP(server.port, wrapped, interface=server.ip, backlog=_backlog(server))
+        from linkerpy.net import listenTCP
+
+        port = listenTCP(router.reactor, server.port, wrapped, interface=server.ip, backlog=_backlog(server))
         address = port.getHost()
         scopeName = server.label or f"{address.host}/{address.port}"
         scope = router.metrics.scope("server", scopeName)
