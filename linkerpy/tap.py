@@ -115,4 +115,9 @@ def makeService(options: Options) -> Any:
         from linkerpy.workers import WorkerPool
 
         return WorkerPool(options["config"], workers, config, reactor)
+    from twisted.internet import reactor
+
+    from linkerpy.net import tuneReactor
+
+    tuneReactor(reactor)
     return buildOrExit(config, options["config"])
