@@ -297,6 +297,87 @@ class RouterTests(TestCase):
         fetched = yield fetch(client, requestHeaders(authority=b"dog", method=b"POST"), b"y" * 5000)
         self.assertEqual((fetched.status, len(bodies)), (503, 3))
 
+    def grpcLike(self, calls: List[int], size: int, trailersAfter: float) -> Any:
+        """
+        An origin answering like gRPC: headers, C{size} bytes, then trailers
+        (after C{trailersAfter} seconds) saying 14 the first time, 0 after.
+        """
+
+        def answer(exchange: Any) -> None:
+            calls.append(1)
+            status = b"14" if len(calls) == 1 else b"0"
+            sink = exchange.respond(H2Headers([(b":status", b"200"), (b"content-type", b"application/grpc")]))
+            sink.write(b"m" * size)
+            end = lambda: sink.end(H2Headers([(b"grpc-status", status)]))  # noqa: E731
+            if trailersAfter:
+                reactor.callLater(trailersAfter, end)
+            else:
+                end()
+
+        return self.h.origin(answer)
+
+    def grpcRouter(self, origin: Any, **service: Any) -> Any:
+        service.update({"kind": "io.l5d.global", "responseClassifier": {"kind": "io.l5d.h2.grpc.default"}})
+        return self.h.router({"dtab": f"/svc/dog => /$/inet/127.0.0.1/{origin.port}", "service": service})
+
+    @defer.inlineCallbacks
+    def test_heldResponseRetried(self) -> Any:
+        """
+        A response whose trailers (status 14) arrive within the
+        classification window and buffer is retried.
+        """
+        calls: List[int] = []
+        router = self.grpcRouter(self.grpcLike(calls, 100, 0.0))
+        fetched = yield fetch(self.h.client(router), requestHeaders(authority=b"dog", method=b"POST"), b"")
+        self.assertEqual((fetched.trailers.get(b"grpc-status"), len(calls)), (b"0", 2))
+        self.assertEqual(fetched.trailers.get(b"l5d-success-class"), b"1.0")
+
+    @defer.inlineCallbacks
+    def test_responseBeyondBufferPassedOn(self) -> Any:
+        """
+        A response with more data than C{retryBufferSize.responseBytes} is
+        passed on before its trailers and is not retried.
+        """
+        calls: List[int] = []
+        router = self.grpcRouter(self.grpcLike(calls, 5000, 0.0), retryBufferSize={"responseBytes": 1000})
+        fetched = yield fetch(self.h.client(router), requestHeaders(authority=b"dog", method=b"POST"), b"")
+        self.assertEqual((fetched.trailers.get(b"grpc-status"), len(calls)), (b"14", 1))
+        self.assertEqual(fetched.trailers.get(b"l5d-success-class"), b"0.0")
+        self.assertEqual(metric(router, "rt/h2/service/svc/dog/failures"), 1)
+
+    @defer.inlineCallbacks
+    def test_slowTrailersPassedOn(self) -> Any:
+        """
+        A response whose stream outlasts C{classificationTimeoutMs} is passed
+        on (its data reaches the client before the trailers) and is not
+        retried.
+        """
+        calls: List[int] = []
+        router = self.grpcRouter(self.grpcLike(calls, 100, 0.5), classificationTimeoutMs=50)
+        response = yield self.h.client(router).request(requestHeaders(authority=b"dog", method=b"POST"))
+        self.assertIsNone(response.head.trailers)
+        data = yield collect(response.body)
+        self.assertEqual((len(data), response.head.trailers.get(b"grpc-status"), len(calls)), (100, b"14", 1))
+
+    @defer.inlineCallbacks
+    def test_maxConcurrentRequestsRefuses(self) -> Any:
+        """
+        Requests beyond a server's C{maxConcurrentRequests} are refused with
+        REFUSED_STREAM.
+        """
+        held: List[Any] = []
+        origin = self.h.origin(held.append)
+        router = self.h.router(
+            {"dtab": f"/svc/dog => /$/inet/127.0.0.1/{origin.port}", "servers": [{"port": 0, "maxConcurrentRequests": 1}]}
+        )
+        client = self.h.client(router)
+        first = fetch(client, requestHeaders(authority=b"dog"))
+        yield waitUntil(lambda: bool(held), TIMEOUT, "the first request to reach the origin")
+        error = yield self.assertFailure(fetch(client, requestHeaders(authority=b"dog")), StreamReset)
+        self.assertEqual(error.errorCode, ErrorCodes.REFUSED_STREAM)
+        held[0].respondBytes(H2Headers([(b":status", b"200")]), b"")
+        self.assertEqual((yield first).status, 200)
+
     @defer.inlineCallbacks
     def test_clientResetReachesOrigin(self) -> Any:
         """

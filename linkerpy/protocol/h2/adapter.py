@@ -290,7 +290,7 @@ class H2ProtocolAdapter(ProtocolAdapter):
                 timer.cancel()
             _fire(outer, response)
 
-        settled.addCallback(done)
+        settled.addCallbacks(done, lambda f: f.trap(CancelledError) and None)
 
         def cancelled(result: Any) -> Any:
             if timer.active():
