@@ -508,11 +508,25 @@ class SocketTests(TestCase):
                 self.count += len(data)
 
         client = yield connect(self, router.ports[0], Slow())
-        yield waitUntil(lambda: origin.connections and origin.connections[0].paused, 120, "the origin to be paused")
-        inbound = next(iter(router._service.factories[0].protocols))
-        routerToClient = inbound.transport
-        buffered = len(routerToClient.dataBuffer) - routerToClient.offset + routerToClient._tempDataLen
-        self.assertTrue(routerToClient.producerPaused, "the router kept reading from the origin")
+        factory = router._service.factories[0]
+
+        def routerToClient() -> Any:
+            inbound = next(iter(factory.protocols), None)
+            return inbound.transport if inbound is not None and inbound.splice is not None else None
+
+        # The router stops reading from the origin (its transport to the
+        # client paused its producer), and the origin, unable to write, is
+        # paused too.
+        yield waitUntil(
+            lambda: routerToClient() is not None
+            and routerToClient().producerPaused
+            and origin.connections
+            and origin.connections[0].paused,
+            120,
+            "the router and the origin to be paused",
+        )
+        transport = routerToClient()
+        buffered = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
         self.assertLess(buffered, 1 << 20)
         self.assertLess(origin.connections[0].sent, Firehose.total)
         client.transport.resumeProducing()
