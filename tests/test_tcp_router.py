@@ -677,6 +677,44 @@ class TLSTests(TestCase):
         self.assertEqual(len(a.connections), 0)
 
     @defer.inlineCallbacks
+    def test_clientCertificateRequired(self) -> Any:
+        """
+        A TLS-terminating server with requireClientAuth refuses a client
+        without a certificate during the handshake: nothing is routed and the
+        failure is counted; a client with one is relayed.
+        """
+        from linkerpy.tls.testing import ProbeClient, newCA, writeCA, writeLeaf
+
+        clientCA = newCA()
+        clientCAPath = writeCA(clientCA, os.path.join(self.dir, "client-ca.pem"))
+        clientCert = writeLeaf(self.dir, "client", clientCA, "client.example")
+        origin = listen(self, EchoOrigin)
+        files = self.certs["a.example"]
+        router = self.router(
+            {
+                "dtab": f"/svc/a => /$/inet/127.0.0.1/{origin.port}",
+                "servers": [
+                    {
+                        "port": 0,
+                        "dstName": "/svc/a",
+                        "tls": {"certPath": files.cert, "keyPath": files.key, "caCertPath": clientCAPath, "requireClientAuth": True},
+                    }
+                ],
+            }
+        )
+        anonymous = yield connect(self, router.ports[0], Client(b"let me in"), tls=ProbeClient("a.example"))
+        yield anonymous.done
+        self.assertEqual(anonymous.received, b"")
+        server = f"rt/tcp/server/127.0.0.1/{router.ports[0]}"
+        yield waitUntil(lambda: metric(router, f"{server}/handshake_failures") == 1, 60, "the failed handshake to be counted")
+        self.assertEqual(len(origin.connections), 0)
+        known = yield connect(self, router.ports[0], Client(b"hello"), tls=ProbeClient("a.example", clientCert=clientCert))
+        yield waitUntil(lambda: known.received == b"hello", 60, "the echo")
+        known.transport.loseConnection()
+        yield known.done
+        self.assertEqual(len(origin.connections), 1)
+
+    @defer.inlineCallbacks
     def test_tlsOrigination(self) -> Any:
         """
         client.tls makes the router speak TLS to the origin, checking its
