@@ -6,7 +6,6 @@ entry, origins (echo, TLS, scripted), and clients on the real reactor.
 from __future__ import annotations
 
 import hashlib
-import os
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from twisted.internet import defer, protocol, reactor

@@ -20,7 +20,7 @@ once, in L{TcpProtocolAdapter.newPool}, not per connection.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Optional
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionRefusedError
