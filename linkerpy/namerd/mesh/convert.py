@@ -125,7 +125,9 @@ def _prefixFromProto(message: Any) -> Prefix:
 
 
 def dentryToProto(dentry: Dentry) -> Any:
-    return dtab_pb2.Dtab.Dentry(prefix=_prefixToProto(dentry.prefix), dst=nameTreeToProto(dentry.dst))
+    out = dtab_pb2.Dtab.Dentry(prefix=_prefixToProto(dentry.prefix))
+    _fillNameTree(out.dst, dentry.dst)
+    return out
 
 
 def dentryFromProto(message: Any) -> Dentry:
@@ -154,16 +156,24 @@ def dtabFromProto(message: Any) -> Dtab:
 
 def nameTreeToProto(tree: NameTree) -> Any:
     out = dtab_pb2.PathNameTree()
+    _fillNameTree(out, tree)
+    return out
+
+
+def _fillNameTree(out: Any, tree: NameTree) -> None:
+    # Filled in place: appending a built sub-message would copy it (and
+    # its whole subtree) at every level.
     if isinstance(tree, Leaf):
-        out.leaf.id.CopyFrom(pathToProto(tree.value))
+        out.leaf.id.SetInParent()
+        out.leaf.id.elems.extend(tree.value.elems)
     elif isinstance(tree, Alt):
         out.alt.SetInParent()
         for t in tree.trees:
-            out.alt.trees.append(nameTreeToProto(t))
+            _fillNameTree(out.alt.trees.add(), t)
     elif isinstance(tree, Union):
         out.union.SetInParent()
         for w in tree.trees:
-            out.union.trees.add(weight=w.weight, tree=nameTreeToProto(w.tree))
+            _fillNameTree(out.union.trees.add(weight=w.weight).tree, w.tree)
     elif tree is Neg:
         out.neg.SetInParent()
     elif tree is Fail:
@@ -172,7 +182,6 @@ def nameTreeToProto(tree: NameTree) -> Any:
         out.empty.SetInParent()
     else:
         raise TypeError(f"not a name tree: {tree!r}")
-    return out
 
 
 def nameTreeFromProto(message: Any, depth: int = 0) -> NameTree:
@@ -210,18 +219,25 @@ def boundTreeToProto(tree: NameTree) -> Any:
     A bound tree (leaves are L{Bound}) as a C{BoundNameTree}.
     """
     out = interpreter_pb2.BoundNameTree()
+    _fillBoundTree(out, tree)
+    return out
+
+
+def _fillBoundTree(out: Any, tree: NameTree) -> None:
     if isinstance(tree, Leaf):
         bound = tree.value
-        out.leaf.id.CopyFrom(pathToProto(bound.id))
-        out.leaf.residual.CopyFrom(pathToProto(bound.residual))
+        out.leaf.id.SetInParent()
+        out.leaf.id.elems.extend(bound.id.elems)
+        out.leaf.residual.SetInParent()
+        out.leaf.residual.elems.extend(bound.residual.elems)
     elif isinstance(tree, Alt):
         out.alt.SetInParent()
         for t in tree.trees:
-            out.alt.trees.append(boundTreeToProto(t))
+            _fillBoundTree(out.alt.trees.add(), t)
     elif isinstance(tree, Union):
         out.union.SetInParent()
         for w in tree.trees:
-            out.union.trees.add(weight=w.weight, tree=boundTreeToProto(w.tree))
+            _fillBoundTree(out.union.trees.add(weight=w.weight).tree, w.tree)
     elif tree is Neg:
         out.neg.SetInParent()
     elif tree is Fail:
@@ -230,7 +246,6 @@ def boundTreeToProto(tree: NameTree) -> Any:
         out.empty.SetInParent()
     else:
         raise TypeError(f"not a bound tree: {tree!r}")
-    return out
 
 
 def boundTreeFromProto(message: Any, boundFor: Callable[[Path, Path], Bound], depth: int = 0) -> NameTree:
