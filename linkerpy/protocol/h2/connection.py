@@ -286,16 +286,20 @@ class H2Protocol(Protocol):
         except (ProtocolError, KeyError):
             return b""
         n = len(data)
-        if window >= n and n <= h2.max_outbound_frame_size:
-            h2.send_data(sid, data, end_stream=end)
+        try:
+            if window >= n and n <= h2.max_outbound_frame_size:
+                h2.send_data(sid, data, end_stream=end)
+                return b""
+            maxFrame = h2.max_outbound_frame_size
+            offset = 0
+            while offset < n and window > 0:
+                size = min(window, maxFrame, n - offset)
+                h2.send_data(sid, data[offset : offset + size], end_stream=end and offset + size == n)
+                offset += size
+                window -= size
+        except ProtocolError:
+            # The stream is closed on the wire (its reset is being handled).
             return b""
-        maxFrame = h2.max_outbound_frame_size
-        offset = 0
-        while offset < n and window > 0:
-            size = min(window, maxFrame, n - offset)
-            h2.send_data(sid, data[offset : offset + size], end_stream=end and offset + size == n)
-            offset += size
-            window -= size
         return data[offset:]
 
     def _drainStream(self, stream: H2Stream) -> None:
