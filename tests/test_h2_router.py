@@ -563,6 +563,40 @@ class TLSTests(TestCase):
         self.assertIn(b"DNS=client.test", xfcc)
 
 
+    @defer.inlineCallbacks
+    def test_originWithoutH2(self) -> Any:
+        """
+        A TLS origin that does not agree to ALPN h2 is a 502 explaining so;
+        nothing falls back to HTTP/1.1.
+        """
+        from linkerpy.config.structure import structure
+        from linkerpy.tls.config import ServerTlsConfig
+        from linkerpy.tls.server import ServerTLS, wrapServerFactory
+        from linkerpy.tls.testing import newCA, writeCA, writeLeaf
+
+        directory = tempfile.mkdtemp(prefix="h2-tls-")
+        ca = newCA()
+        caPath = writeCA(ca, os.path.join(directory, "ca.pem"))
+        originCert = writeLeaf(directory, "origin", ca, "origin.test")
+        factory = originFactory(reactor, ok)
+        originTLS = ServerTLS(
+            structure(ServerTlsConfig, {"certPath": originCert.cert, "keyPath": originCert.key}, None), reactor, alpn=[b"http/1.1"]
+        )
+        port = reactor.listenTCP(0, wrapServerFactory(factory, originTLS), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        h = RouterHarness(self)
+        router = h.router(
+            {
+                "dtab": f"/svc/dog => /$/inet/127.0.0.1/{port.getHost().port}",
+                "client": {"kind": "io.l5d.global", "tls": {"commonName": "origin.test", "trustCertsBundle": caPath}},
+            }
+        )
+        fetched = yield fetch(h.client(router), requestHeaders(authority=b"dog"))
+        self.assertEqual(fetched.status, 502)
+        self.assertIn(b"negotiate h2", fetched.headers.get(b"l5d-err"), fetched.headers.get(b"l5d-err"))
+        self.assertEqual(factory.handler.exchanges, [])
+
+
 class IdentifierTests(SynchronousTestCase):
     """
     L{HeaderPathIdentifier} (C{io.l5d.header.path}).
