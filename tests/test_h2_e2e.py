@@ -148,22 +148,27 @@ class TwistdH2Tests(TestCase):
     def test_h2load(self) -> Any:
         """
         C{h2load} completes every request through the router with many
-        streams per connection.
+        streams per connection, over h2c and over TLS (ALPN h2).
         """
         h2load = requireTool(self, "h2load")
+        from linkerpy.tls.testing import newCA, writeLeaf
+
+        directory = tempfile.mkdtemp(prefix="h2-e2e-")
+        cert = writeLeaf(directory, "router", newCA(), "localhost", "127.0.0.1")
         origin = self.nghttpOrigin()
-        config = exampleConfig(f"/svc => /$/inet/127.0.0.1/{origin.port}")
+        config = exampleConfig(f"/svc => /$/inet/127.0.0.1/{origin.port}", tls={"certPath": cert.cert, "keyPath": cert.key})
         config["routers"][0]["identifier"] = {"kind": "io.l5d.header.token"}
         config["routers"][0]["service"] = {"kind": "io.l5d.global"}
-        proc = yield self.startRouter(config)
-        out, err, code = yield utils.getProcessOutputAndValue(
-            h2load,
-            ["-n", "2000", "-c", "4", "-m", "20", "-H", ":authority: dog", f"http://127.0.0.1:{proc.routerPort('grpc')}/"],
-            env=os.environ,
-        )
-        self.assertEqual(code, 0, err)
-        self.assertIn(b"2000 succeeded, 0 failed, 0 errored", out)
-        self.assertIn(b"status codes: 2000 2xx", out)
+        proc = yield self.startRouter(config, servers=2)
+        plain, secure = proc.routerPorts["grpc"][:2]
+        for url in (f"http://127.0.0.1:{plain}/", f"https://127.0.0.1:{secure}/"):
+            out, err, code = yield utils.getProcessOutputAndValue(
+                h2load, ["-n", "2000", "-c", "4", "-m", "20", "-H", ":authority: dog", url], env=os.environ
+            )
+            self.assertEqual(code, 0, err)
+            self.assertIn(b"2000 succeeded, 0 failed, 0 errored", out)
+            self.assertIn(b"status codes: 2000 2xx", out)
+        self.assertIn(b"Application protocol: h2", out)
 
     @defer.inlineCallbacks
     def test_fiftyMegabytesBoundedMemory(self) -> Any:
