@@ -123,6 +123,15 @@ class PathAndDtabTests(SynchronousTestCase):
             wire = nameTreeToProto(tree).SerializeToString()
             self.assertEqual(nameTreeFromProto(dtab_pb2.PathNameTree.FromString(wire)), tree)
 
+    def test_zeroWeightOnTheWire(self) -> None:
+        """
+        A union branch of weight 0 still carries its weight on the wire (Linkerd's clients skip branches without).
+        """
+        union = nameTreeToProto(NameTree.read("0 * /a & /b"))
+        self.assertTrue(union.union.trees[0].SerializeToString().startswith(b"\t" + b"\x00" * 8))
+        bound = boundTreeToProto(Union(Weighted(0.0, Leaf(Bound(Path("a"), Var.const(AddrPending)))), Weighted(1.0, Neg)))
+        self.assertTrue(bound.union.trees[0].SerializeToString().startswith(b"\t" + b"\x00" * 8))
+
     def test_malformedDentry(self) -> None:
         """
         A dentry without a prefix or dst, or an empty prefix element, is refused with its index.
@@ -217,6 +226,13 @@ class ReplicasTests(SynchronousTestCase):
                 {"authority": "hello"},
             ),
         )
+
+    def test_familyOnTheWire(self) -> None:
+        """
+        An IPv4 endpoint carries its family (INET4, 0) on the wire, as Linkerd's clients need.
+        """
+        message = addrToReplicas(AddrBound([Address("127.0.0.1", 80)]))
+        self.assertTrue(message.bound.endpoints[0].SerializeToString().startswith(b"\x08\x00"))
 
     def test_states(self) -> None:
         """

@@ -261,8 +261,8 @@ class MeshInterpreter:
 
         return {f"/interpreter_state/{self.kind}{self.root.show}.json": JSONResource(self.connection.state)}
 
-    def close(self) -> None:
+    def close(self) -> Deferred:
         """
         The router stops: stop the streams and close the connection.
         """
-        self.connection.close()
+        return self.connection.close()

@@ -17,7 +17,7 @@ _sym_db = _symbol_database.Default()
 from linkerpy.namerd.mesh.protos import dtab_pb2 as dtab__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0f\x64\x65legator.proto\x12\x0fio.linkerd.mesh\x1a\ndtab.proto\".\n\x07\x44tabReq\x12#\n\x04root\x18\x01 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\"7\n\x07\x44tabRsp\x12,\n\x04\x64tab\x18\x01 \x01(\x0b\x32\x1e.io.linkerd.mesh.VersionedDtab\"\x88\x01\n\x0f\x44\x65legateTreeReq\x12#\n\x04root\x18\x01 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\x12+\n\x04tree\x18\x02 \x01(\x0b\x32\x1d.io.linkerd.mesh.PathNameTree\x12#\n\x04\x64tab\x18\x03 \x01(\x0b\x32\x15.io.linkerd.mesh.Dtab\"C\n\x0f\x44\x65legateTreeRsp\x12\x30\n\x04tree\x18\x01 \x01(\x0b\x32\".io.linkerd.mesh.BoundDelegateTree\"\xa8\x08\n\x11\x42oundDelegateTree\x12#\n\x04path\x18\x01 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\x12,\n\x06\x64\x65ntry\x18\x02 \x01(\x0b\x32\x1c.io.linkerd.mesh.Dtab.Dentry\x12\x35\n\x03neg\x18\x03 \x01(\x0b\x32&.io.linkerd.mesh.BoundDelegateTree.NegH\x00\x12\x37\n\x04\x66\x61il\x18\x04 \x01(\x0b\x32\'.io.linkerd.mesh.BoundDelegateTree.FailH\x00\x12\x39\n\x05\x65mpty\x18\x05 \x01(\x0b\x32(.io.linkerd.mesh.BoundDelegateTree.EmptyH\x00\x12\x35\n\x03\x61lt\x18\x06 \x01(\x0b\x32&.io.linkerd.mesh.BoundDelegateTree.AltH\x00\x12\x39\n\x05union\x18\x07 \x01(\x0b\x32(.io.linkerd.mesh.BoundDelegateTree.UnionH\x00\x12\x37\n\x04leaf\x18\x08 \x01(\x0b\x32\'.io.linkerd.mesh.BoundDelegateTree.LeafH\x00\x12\x36\n\x08\x64\x65legate\x18\t \x01(\x0b\x32\".io.linkerd.mesh.BoundDelegateTreeH\x00\x12K\n\x0etransformation\x18\n \x01(\x0b\x32\x31.io.linkerd.mesh.BoundDelegateTree.TransformationH\x00\x12\x13\n\texception\x18\x0b \x01(\tH\x00\x1a\x05\n\x03Neg\x1a\x06\n\x04\x46\x61il\x1a\x07\n\x05\x45mpty\x1a\x38\n\x03\x41lt\x12\x31\n\x05trees\x18\x01 \x03(\x0b\x32\".io.linkerd.mesh.BoundDelegateTree\x1a\x97\x01\n\x05Union\x12@\n\x05trees\x18\x01 \x03(\x0b\x32\x31.io.linkerd.mesh.BoundDelegateTree.Union.Weighted\x1aL\n\x08Weighted\x12\x0e\n\x06weight\x18\x01 \x01(\x01\x12\x30\n\x04tree\x18\x02 \x01(\x0b\x32\".io.linkerd.mesh.BoundDelegateTree\x1aR\n\x04Leaf\x12!\n\x02id\x18\x01 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\x12\'\n\x08residual\x18\x02 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\x1a\x87\x01\n\x0eTransformation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x35\n\x04leaf\x18\x02 \x01(\x0b\x32\'.io.linkerd.mesh.BoundDelegateTree.Leaf\x12\x30\n\x04tree\x18\x03 \x01(\x0b\x32\".io.linkerd.mesh.BoundDelegateTreeB\x06\n\x04node2\xc9\x02\n\tDelegator\x12?\n\x07GetDtab\x12\x18.io.linkerd.mesh.DtabReq\x1a\x18.io.linkerd.mesh.DtabRsp\"\x00\x12\x44\n\nStreamDtab\x12\x18.io.linkerd.mesh.DtabReq\x1a\x18.io.linkerd.mesh.DtabRsp\"\x00\x30\x01\x12W\n\x0fGetDelegateTree\x12 .io.linkerd.mesh.DelegateTreeReq\x1a .io.linkerd.mesh.DelegateTreeRsp\"\x00\x12\\\n\x12StreamDelegateTree\x12 .io.linkerd.mesh.DelegateTreeReq\x1a .io.linkerd.mesh.DelegateTreeRsp\"\x00\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0f\x64\x65legator.proto\x12\x0fio.linkerd.mesh\x1a\ndtab.proto\".\n\x07\x44tabReq\x12#\n\x04root\x18\x01 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\"7\n\x07\x44tabRsp\x12,\n\x04\x64tab\x18\x01 \x01(\x0b\x32\x1e.io.linkerd.mesh.VersionedDtab\"\x88\x01\n\x0f\x44\x65legateTreeReq\x12#\n\x04root\x18\x01 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\x12+\n\x04tree\x18\x02 \x01(\x0b\x32\x1d.io.linkerd.mesh.PathNameTree\x12#\n\x04\x64tab\x18\x03 \x01(\x0b\x32\x15.io.linkerd.mesh.Dtab\"C\n\x0f\x44\x65legateTreeRsp\x12\x30\n\x04tree\x18\x01 \x01(\x0b\x32\".io.linkerd.mesh.BoundDelegateTree\"\xb8\x08\n\x11\x42oundDelegateTree\x12#\n\x04path\x18\x01 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\x12,\n\x06\x64\x65ntry\x18\x02 \x01(\x0b\x32\x1c.io.linkerd.mesh.Dtab.Dentry\x12\x35\n\x03neg\x18\x03 \x01(\x0b\x32&.io.linkerd.mesh.BoundDelegateTree.NegH\x00\x12\x37\n\x04\x66\x61il\x18\x04 \x01(\x0b\x32\'.io.linkerd.mesh.BoundDelegateTree.FailH\x00\x12\x39\n\x05\x65mpty\x18\x05 \x01(\x0b\x32(.io.linkerd.mesh.BoundDelegateTree.EmptyH\x00\x12\x35\n\x03\x61lt\x18\x06 \x01(\x0b\x32&.io.linkerd.mesh.BoundDelegateTree.AltH\x00\x12\x39\n\x05union\x18\x07 \x01(\x0b\x32(.io.linkerd.mesh.BoundDelegateTree.UnionH\x00\x12\x37\n\x04leaf\x18\x08 \x01(\x0b\x32\'.io.linkerd.mesh.BoundDelegateTree.LeafH\x00\x12\x36\n\x08\x64\x65legate\x18\t \x01(\x0b\x32\".io.linkerd.mesh.BoundDelegateTreeH\x00\x12K\n\x0etransformation\x18\n \x01(\x0b\x32\x31.io.linkerd.mesh.BoundDelegateTree.TransformationH\x00\x12\x13\n\texception\x18\x0b \x01(\tH\x00\x1a\x05\n\x03Neg\x1a\x06\n\x04\x46\x61il\x1a\x07\n\x05\x45mpty\x1a\x38\n\x03\x41lt\x12\x31\n\x05trees\x18\x01 \x03(\x0b\x32\".io.linkerd.mesh.BoundDelegateTree\x1a\xa7\x01\n\x05Union\x12@\n\x05trees\x18\x01 \x03(\x0b\x32\x31.io.linkerd.mesh.BoundDelegateTree.Union.Weighted\x1a\\\n\x08Weighted\x12\x13\n\x06weight\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x30\n\x04tree\x18\x02 \x01(\x0b\x32\".io.linkerd.mesh.BoundDelegateTreeB\t\n\x07_weight\x1aR\n\x04Leaf\x12!\n\x02id\x18\x01 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\x12\'\n\x08residual\x18\x02 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\x1a\x87\x01\n\x0eTransformation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x35\n\x04leaf\x18\x02 \x01(\x0b\x32\'.io.linkerd.mesh.BoundDelegateTree.Leaf\x12\x30\n\x04tree\x18\x03 \x01(\x0b\x32\".io.linkerd.mesh.BoundDelegateTreeB\x06\n\x04node2\xc9\x02\n\tDelegator\x12?\n\x07GetDtab\x12\x18.io.linkerd.mesh.DtabReq\x1a\x18.io.linkerd.mesh.DtabRsp\"\x00\x12\x44\n\nStreamDtab\x12\x18.io.linkerd.mesh.DtabReq\x1a\x18.io.linkerd.mesh.DtabRsp\"\x00\x30\x01\x12W\n\x0fGetDelegateTree\x12 .io.linkerd.mesh.DelegateTreeReq\x1a .io.linkerd.mesh.DelegateTreeRsp\"\x00\x12\\\n\x12StreamDelegateTree\x12 .io.linkerd.mesh.DelegateTreeReq\x1a .io.linkerd.mesh.DelegateTreeRsp\"\x00\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELEGATETREERSP']._serialized_start=292
   _globals['_DELEGATETREERSP']._serialized_end=359
   _globals['_BOUNDDELEGATETREE']._serialized_start=362
-  _globals['_BOUNDDELEGATETREE']._serialized_end=1426
+  _globals['_BOUNDDELEGATETREE']._serialized_end=1442
   _globals['_BOUNDDELEGATETREE_NEG']._serialized_start=962
   _globals['_BOUNDDELEGATETREE_NEG']._serialized_end=967
   _globals['_BOUNDDELEGATETREE_FAIL']._serialized_start=969
@@ -43,13 +43,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BOUNDDELEGATETREE_ALT']._serialized_start=986
   _globals['_BOUNDDELEGATETREE_ALT']._serialized_end=1042
   _globals['_BOUNDDELEGATETREE_UNION']._serialized_start=1045
-  _globals['_BOUNDDELEGATETREE_UNION']._serialized_end=1196
+  _globals['_BOUNDDELEGATETREE_UNION']._serialized_end=1212
   _globals['_BOUNDDELEGATETREE_UNION_WEIGHTED']._serialized_start=1120
-  _globals['_BOUNDDELEGATETREE_UNION_WEIGHTED']._serialized_end=1196
-  _globals['_BOUNDDELEGATETREE_LEAF']._serialized_start=1198
-  _globals['_BOUNDDELEGATETREE_LEAF']._serialized_end=1280
-  _globals['_BOUNDDELEGATETREE_TRANSFORMATION']._serialized_start=1283
-  _globals['_BOUNDDELEGATETREE_TRANSFORMATION']._serialized_end=1418
-  _globals['_DELEGATOR']._serialized_start=1429
-  _globals['_DELEGATOR']._serialized_end=1758
+  _globals['_BOUNDDELEGATETREE_UNION_WEIGHTED']._serialized_end=1212
+  _globals['_BOUNDDELEGATETREE_LEAF']._serialized_start=1214
+  _globals['_BOUNDDELEGATETREE_LEAF']._serialized_end=1296
+  _globals['_BOUNDDELEGATETREE_TRANSFORMATION']._serialized_start=1299
+  _globals['_BOUNDDELEGATETREE_TRANSFORMATION']._serialized_end=1434
+  _globals['_DELEGATOR']._serialized_start=1445
+  _globals['_DELEGATOR']._serialized_end=1774
 # @@protoc_insertion_point(module_scope)

@@ -16,7 +16,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\ndtab.proto\x12\x0fio.linkerd.mesh\"\x15\n\x04Path\x12\r\n\x05\x65lems\x18\x01 \x03(\x0c\"\xd6\x04\n\x0cPathNameTree\x12\x30\n\x03neg\x18\x01 \x01(\x0b\x32!.io.linkerd.mesh.PathNameTree.NegH\x00\x12\x32\n\x04\x66\x61il\x18\x02 \x01(\x0b\x32\".io.linkerd.mesh.PathNameTree.FailH\x00\x12\x34\n\x05\x65mpty\x18\x03 \x01(\x0b\x32#.io.linkerd.mesh.PathNameTree.EmptyH\x00\x12\x30\n\x03\x61lt\x18\x04 \x01(\x0b\x32!.io.linkerd.mesh.PathNameTree.AltH\x00\x12\x34\n\x05union\x18\x05 \x01(\x0b\x32#.io.linkerd.mesh.PathNameTree.UnionH\x00\x12\x32\n\x04leaf\x18\x06 \x01(\x0b\x32\".io.linkerd.mesh.PathNameTree.LeafH\x00\x1a\x05\n\x03Neg\x1a\x06\n\x04\x46\x61il\x1a\x07\n\x05\x45mpty\x1a\x33\n\x03\x41lt\x12,\n\x05trees\x18\x01 \x03(\x0b\x32\x1d.io.linkerd.mesh.PathNameTree\x1a\x8d\x01\n\x05Union\x12;\n\x05trees\x18\x01 \x03(\x0b\x32,.io.linkerd.mesh.PathNameTree.Union.Weighted\x1aG\n\x08Weighted\x12\x0e\n\x06weight\x18\x01 \x01(\x01\x12+\n\x04tree\x18\x02 \x01(\x0b\x32\x1d.io.linkerd.mesh.PathNameTree\x1a)\n\x04Leaf\x12!\n\x02id\x18\x01 \x01(\x0b\x32\x15.io.linkerd.mesh.PathB\x06\n\x04node\"\xdb\x02\n\x04\x44tab\x12.\n\x08\x64\x65ntries\x18\x01 \x03(\x0b\x32\x1c.io.linkerd.mesh.Dtab.Dentry\x1a\xa2\x02\n\x06\x44\x65ntry\x12\x33\n\x06prefix\x18\x01 \x01(\x0b\x32#.io.linkerd.mesh.Dtab.Dentry.Prefix\x12*\n\x03\x64st\x18\x02 \x01(\x0b\x32\x1d.io.linkerd.mesh.PathNameTree\x1a\xb6\x01\n\x06Prefix\x12\x37\n\x05\x65lems\x18\x01 \x03(\x0b\x32(.io.linkerd.mesh.Dtab.Dentry.Prefix.Elem\x1as\n\x04\x45lem\x12\x0f\n\x05label\x18\x01 \x01(\x0cH\x00\x12\x45\n\x08wildcard\x18\x02 \x01(\x0b\x32\x31.io.linkerd.mesh.Dtab.Dentry.Prefix.Elem.WildcardH\x00\x1a\n\n\x08WildcardB\x07\n\x05value\"\x84\x01\n\rVersionedDtab\x12\x37\n\x07version\x18\x01 \x01(\x0b\x32&.io.linkerd.mesh.VersionedDtab.Version\x12#\n\x04\x64tab\x18\x02 \x01(\x0b\x32\x15.io.linkerd.mesh.Dtab\x1a\x15\n\x07Version\x12\n\n\x02id\x18\x01 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\ndtab.proto\x12\x0fio.linkerd.mesh\"\x15\n\x04Path\x12\r\n\x05\x65lems\x18\x01 \x03(\x0c\"\xe6\x04\n\x0cPathNameTree\x12\x30\n\x03neg\x18\x01 \x01(\x0b\x32!.io.linkerd.mesh.PathNameTree.NegH\x00\x12\x32\n\x04\x66\x61il\x18\x02 \x01(\x0b\x32\".io.linkerd.mesh.PathNameTree.FailH\x00\x12\x34\n\x05\x65mpty\x18\x03 \x01(\x0b\x32#.io.linkerd.mesh.PathNameTree.EmptyH\x00\x12\x30\n\x03\x61lt\x18\x04 \x01(\x0b\x32!.io.linkerd.mesh.PathNameTree.AltH\x00\x12\x34\n\x05union\x18\x05 \x01(\x0b\x32#.io.linkerd.mesh.PathNameTree.UnionH\x00\x12\x32\n\x04leaf\x18\x06 \x01(\x0b\x32\".io.linkerd.mesh.PathNameTree.LeafH\x00\x1a\x05\n\x03Neg\x1a\x06\n\x04\x46\x61il\x1a\x07\n\x05\x45mpty\x1a\x33\n\x03\x41lt\x12,\n\x05trees\x18\x01 \x03(\x0b\x32\x1d.io.linkerd.mesh.PathNameTree\x1a\x9d\x01\n\x05Union\x12;\n\x05trees\x18\x01 \x03(\x0b\x32,.io.linkerd.mesh.PathNameTree.Union.Weighted\x1aW\n\x08Weighted\x12\x13\n\x06weight\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12+\n\x04tree\x18\x02 \x01(\x0b\x32\x1d.io.linkerd.mesh.PathNameTreeB\t\n\x07_weight\x1a)\n\x04Leaf\x12!\n\x02id\x18\x01 \x01(\x0b\x32\x15.io.linkerd.mesh.PathB\x06\n\x04node\"\xdb\x02\n\x04\x44tab\x12.\n\x08\x64\x65ntries\x18\x01 \x03(\x0b\x32\x1c.io.linkerd.mesh.Dtab.Dentry\x1a\xa2\x02\n\x06\x44\x65ntry\x12\x33\n\x06prefix\x18\x01 \x01(\x0b\x32#.io.linkerd.mesh.Dtab.Dentry.Prefix\x12*\n\x03\x64st\x18\x02 \x01(\x0b\x32\x1d.io.linkerd.mesh.PathNameTree\x1a\xb6\x01\n\x06Prefix\x12\x37\n\x05\x65lems\x18\x01 \x03(\x0b\x32(.io.linkerd.mesh.Dtab.Dentry.Prefix.Elem\x1as\n\x04\x45lem\x12\x0f\n\x05label\x18\x01 \x01(\x0cH\x00\x12\x45\n\x08wildcard\x18\x02 \x01(\x0b\x32\x31.io.linkerd.mesh.Dtab.Dentry.Prefix.Elem.WildcardH\x00\x1a\n\n\x08WildcardB\x07\n\x05value\"\x84\x01\n\rVersionedDtab\x12\x37\n\x07version\x18\x01 \x01(\x0b\x32&.io.linkerd.mesh.VersionedDtab.Version\x12#\n\x04\x64tab\x18\x02 \x01(\x0b\x32\x15.io.linkerd.mesh.Dtab\x1a\x15\n\x07Version\x12\n\n\x02id\x18\x01 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -26,7 +26,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PATH']._serialized_start=31
   _globals['_PATH']._serialized_end=52
   _globals['_PATHNAMETREE']._serialized_start=55
-  _globals['_PATHNAMETREE']._serialized_end=653
+  _globals['_PATHNAMETREE']._serialized_end=669
   _globals['_PATHNAMETREE_NEG']._serialized_start=383
   _globals['_PATHNAMETREE_NEG']._serialized_end=388
   _globals['_PATHNAMETREE_FAIL']._serialized_start=390
@@ -36,23 +36,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PATHNAMETREE_ALT']._serialized_start=407
   _globals['_PATHNAMETREE_ALT']._serialized_end=458
   _globals['_PATHNAMETREE_UNION']._serialized_start=461
-  _globals['_PATHNAMETREE_UNION']._serialized_end=602
+  _globals['_PATHNAMETREE_UNION']._serialized_end=618
   _globals['_PATHNAMETREE_UNION_WEIGHTED']._serialized_start=531
-  _globals['_PATHNAMETREE_UNION_WEIGHTED']._serialized_end=602
-  _globals['_PATHNAMETREE_LEAF']._serialized_start=604
-  _globals['_PATHNAMETREE_LEAF']._serialized_end=645
-  _globals['_DTAB']._serialized_start=656
-  _globals['_DTAB']._serialized_end=1003
-  _globals['_DTAB_DENTRY']._serialized_start=713
-  _globals['_DTAB_DENTRY']._serialized_end=1003
-  _globals['_DTAB_DENTRY_PREFIX']._serialized_start=821
-  _globals['_DTAB_DENTRY_PREFIX']._serialized_end=1003
-  _globals['_DTAB_DENTRY_PREFIX_ELEM']._serialized_start=888
-  _globals['_DTAB_DENTRY_PREFIX_ELEM']._serialized_end=1003
-  _globals['_DTAB_DENTRY_PREFIX_ELEM_WILDCARD']._serialized_start=984
-  _globals['_DTAB_DENTRY_PREFIX_ELEM_WILDCARD']._serialized_end=994
-  _globals['_VERSIONEDDTAB']._serialized_start=1006
-  _globals['_VERSIONEDDTAB']._serialized_end=1138
-  _globals['_VERSIONEDDTAB_VERSION']._serialized_start=1117
-  _globals['_VERSIONEDDTAB_VERSION']._serialized_end=1138
+  _globals['_PATHNAMETREE_UNION_WEIGHTED']._serialized_end=618
+  _globals['_PATHNAMETREE_LEAF']._serialized_start=620
+  _globals['_PATHNAMETREE_LEAF']._serialized_end=661
+  _globals['_DTAB']._serialized_start=672
+  _globals['_DTAB']._serialized_end=1019
+  _globals['_DTAB_DENTRY']._serialized_start=729
+  _globals['_DTAB_DENTRY']._serialized_end=1019
+  _globals['_DTAB_DENTRY_PREFIX']._serialized_start=837
+  _globals['_DTAB_DENTRY_PREFIX']._serialized_end=1019
+  _globals['_DTAB_DENTRY_PREFIX_ELEM']._serialized_start=904
+  _globals['_DTAB_DENTRY_PREFIX_ELEM']._serialized_end=1019
+  _globals['_DTAB_DENTRY_PREFIX_ELEM_WILDCARD']._serialized_start=1000
+  _globals['_DTAB_DENTRY_PREFIX_ELEM_WILDCARD']._serialized_end=1010
+  _globals['_VERSIONEDDTAB']._serialized_start=1022
+  _globals['_VERSIONEDDTAB']._serialized_end=1154
+  _globals['_VERSIONEDDTAB_VERSION']._serialized_start=1133
+  _globals['_VERSIONEDDTAB_VERSION']._serialized_end=1154
 # @@protoc_insertion_point(module_scope)

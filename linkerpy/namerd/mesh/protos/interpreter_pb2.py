@@ -17,7 +17,7 @@ _sym_db = _symbol_database.Default()
 from linkerpy.namerd.mesh.protos import dtab_pb2 as dtab__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11interpreter.proto\x12\x0fio.linkerd.mesh\x1a\ndtab.proto\"x\n\x07\x42indReq\x12#\n\x04root\x18\x01 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\x12#\n\x04name\x18\x02 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\x12#\n\x04\x64tab\x18\x03 \x01(\x0b\x32\x15.io.linkerd.mesh.Dtab\"<\n\x0c\x42oundTreeRsp\x12,\n\x04tree\x18\x01 \x01(\x0b\x32\x1e.io.linkerd.mesh.BoundNameTree\"\x89\x05\n\rBoundNameTree\x12\x31\n\x03neg\x18\x01 \x01(\x0b\x32\".io.linkerd.mesh.BoundNameTree.NegH\x00\x12\x33\n\x04\x66\x61il\x18\x02 \x01(\x0b\x32#.io.linkerd.mesh.BoundNameTree.FailH\x00\x12\x35\n\x05\x65mpty\x18\x03 \x01(\x0b\x32$.io.linkerd.mesh.BoundNameTree.EmptyH\x00\x12\x31\n\x03\x61lt\x18\x04 \x01(\x0b\x32\".io.linkerd.mesh.BoundNameTree.AltH\x00\x12\x35\n\x05union\x18\x05 \x01(\x0b\x32$.io.linkerd.mesh.BoundNameTree.UnionH\x00\x12\x33\n\x04leaf\x18\x06 \x01(\x0b\x32#.io.linkerd.mesh.BoundNameTree.LeafH\x00\x1a\x05\n\x03Neg\x1a\x06\n\x04\x46\x61il\x1a\x07\n\x05\x45mpty\x1a\x34\n\x03\x41lt\x12-\n\x05trees\x18\x01 \x03(\x0b\x32\x1e.io.linkerd.mesh.BoundNameTree\x1a\x8f\x01\n\x05Union\x12<\n\x05trees\x18\x01 \x03(\x0b\x32-.io.linkerd.mesh.BoundNameTree.Union.Weighted\x1aH\n\x08Weighted\x12\x0e\n\x06weight\x18\x01 \x01(\x01\x12,\n\x04tree\x18\x02 \x01(\x0b\x32\x1e.io.linkerd.mesh.BoundNameTree\x1aR\n\x04Leaf\x12!\n\x02id\x18\x01 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\x12\'\n\x08residual\x18\x02 \x01(\x0b\x32\x15.io.linkerd.mesh.PathB\x06\n\x04node2\xa8\x01\n\x0bInterpreter\x12I\n\x0cGetBoundTree\x12\x18.io.linkerd.mesh.BindReq\x1a\x1d.io.linkerd.mesh.BoundTreeRsp\"\x00\x12N\n\x0fStreamBoundTree\x12\x18.io.linkerd.mesh.BindReq\x1a\x1d.io.linkerd.mesh.BoundTreeRsp\"\x00\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11interpreter.proto\x12\x0fio.linkerd.mesh\x1a\ndtab.proto\"x\n\x07\x42indReq\x12#\n\x04root\x18\x01 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\x12#\n\x04name\x18\x02 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\x12#\n\x04\x64tab\x18\x03 \x01(\x0b\x32\x15.io.linkerd.mesh.Dtab\"<\n\x0c\x42oundTreeRsp\x12,\n\x04tree\x18\x01 \x01(\x0b\x32\x1e.io.linkerd.mesh.BoundNameTree\"\x99\x05\n\rBoundNameTree\x12\x31\n\x03neg\x18\x01 \x01(\x0b\x32\".io.linkerd.mesh.BoundNameTree.NegH\x00\x12\x33\n\x04\x66\x61il\x18\x02 \x01(\x0b\x32#.io.linkerd.mesh.BoundNameTree.FailH\x00\x12\x35\n\x05\x65mpty\x18\x03 \x01(\x0b\x32$.io.linkerd.mesh.BoundNameTree.EmptyH\x00\x12\x31\n\x03\x61lt\x18\x04 \x01(\x0b\x32\".io.linkerd.mesh.BoundNameTree.AltH\x00\x12\x35\n\x05union\x18\x05 \x01(\x0b\x32$.io.linkerd.mesh.BoundNameTree.UnionH\x00\x12\x33\n\x04leaf\x18\x06 \x01(\x0b\x32#.io.linkerd.mesh.BoundNameTree.LeafH\x00\x1a\x05\n\x03Neg\x1a\x06\n\x04\x46\x61il\x1a\x07\n\x05\x45mpty\x1a\x34\n\x03\x41lt\x12-\n\x05trees\x18\x01 \x03(\x0b\x32\x1e.io.linkerd.mesh.BoundNameTree\x1a\x9f\x01\n\x05Union\x12<\n\x05trees\x18\x01 \x03(\x0b\x32-.io.linkerd.mesh.BoundNameTree.Union.Weighted\x1aX\n\x08Weighted\x12\x13\n\x06weight\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12,\n\x04tree\x18\x02 \x01(\x0b\x32\x1e.io.linkerd.mesh.BoundNameTreeB\t\n\x07_weight\x1aR\n\x04Leaf\x12!\n\x02id\x18\x01 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\x12\'\n\x08residual\x18\x02 \x01(\x0b\x32\x15.io.linkerd.mesh.PathB\x06\n\x04node2\xa8\x01\n\x0bInterpreter\x12I\n\x0cGetBoundTree\x12\x18.io.linkerd.mesh.BindReq\x1a\x1d.io.linkerd.mesh.BoundTreeRsp\"\x00\x12N\n\x0fStreamBoundTree\x12\x18.io.linkerd.mesh.BindReq\x1a\x1d.io.linkerd.mesh.BoundTreeRsp\"\x00\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -29,7 +29,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BOUNDTREERSP']._serialized_start=172
   _globals['_BOUNDTREERSP']._serialized_end=232
   _globals['_BOUNDNAMETREE']._serialized_start=235
-  _globals['_BOUNDNAMETREE']._serialized_end=884
+  _globals['_BOUNDNAMETREE']._serialized_end=900
   _globals['_BOUNDNAMETREE_NEG']._serialized_start=570
   _globals['_BOUNDNAMETREE_NEG']._serialized_end=575
   _globals['_BOUNDNAMETREE_FAIL']._serialized_start=577
@@ -39,11 +39,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BOUNDNAMETREE_ALT']._serialized_start=594
   _globals['_BOUNDNAMETREE_ALT']._serialized_end=646
   _globals['_BOUNDNAMETREE_UNION']._serialized_start=649
-  _globals['_BOUNDNAMETREE_UNION']._serialized_end=792
+  _globals['_BOUNDNAMETREE_UNION']._serialized_end=808
   _globals['_BOUNDNAMETREE_UNION_WEIGHTED']._serialized_start=720
-  _globals['_BOUNDNAMETREE_UNION_WEIGHTED']._serialized_end=792
-  _globals['_BOUNDNAMETREE_LEAF']._serialized_start=794
-  _globals['_BOUNDNAMETREE_LEAF']._serialized_end=876
-  _globals['_INTERPRETER']._serialized_start=887
-  _globals['_INTERPRETER']._serialized_end=1055
+  _globals['_BOUNDNAMETREE_UNION_WEIGHTED']._serialized_end=808
+  _globals['_BOUNDNAMETREE_LEAF']._serialized_start=810
+  _globals['_BOUNDNAMETREE_LEAF']._serialized_end=892
+  _globals['_INTERPRETER']._serialized_start=903
+  _globals['_INTERPRETER']._serialized_end=1071
 # @@protoc_insertion_point(module_scope)

@@ -17,7 +17,7 @@ _sym_db = _symbol_database.Default()
 from linkerpy.namerd.mesh.protos import dtab_pb2 as dtab__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0eresolver.proto\x12\x0fio.linkerd.mesh\x1a\ndtab.proto\"0\n\x0bReplicasReq\x12!\n\x02id\x18\x01 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\"\xbe\x02\n\x08\x45ndpoint\x12\x38\n\x07inet_af\x18\x01 \x01(\x0e\x32\'.io.linkerd.mesh.Endpoint.AddressFamily\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\x0c\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12,\n\x04meta\x18\x04 \x01(\x0b\x32\x1e.io.linkerd.mesh.Endpoint.Meta\x12\x39\n\x08metadata\x18\x05 \x03(\x0b\x32\'.io.linkerd.mesh.Endpoint.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x18\n\x04Meta\x12\x10\n\x08nodeName\x18\x01 \x01(\t\"%\n\rAddressFamily\x12\t\n\x05INET4\x10\x00\x12\t\n\x05INET6\x10\x01\"\xb5\x03\n\x08Replicas\x12\x34\n\x07pending\x18\x01 \x01(\x0b\x32!.io.linkerd.mesh.Replicas.PendingH\x00\x12,\n\x03neg\x18\x02 \x01(\x0b\x32\x1d.io.linkerd.mesh.Replicas.NegH\x00\x12\x32\n\x06\x66\x61iled\x18\x03 \x01(\x0b\x32 .io.linkerd.mesh.Replicas.FailedH\x00\x12\x30\n\x05\x62ound\x18\x04 \x01(\x0b\x32\x1f.io.linkerd.mesh.Replicas.BoundH\x00\x1a\t\n\x07Pending\x1a\x05\n\x03Neg\x1a\x19\n\x06\x46\x61iled\x12\x0f\n\x07message\x18\x01 \x01(\t\x1a\xa7\x01\n\x05\x42ound\x12,\n\tendpoints\x18\x01 \x03(\x0b\x32\x19.io.linkerd.mesh.Endpoint\x12?\n\x08metadata\x18\x02 \x03(\x0b\x32-.io.linkerd.mesh.Replicas.Bound.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06result2\xa3\x01\n\x08Resolver\x12H\n\x0bGetReplicas\x12\x1c.io.linkerd.mesh.ReplicasReq\x1a\x19.io.linkerd.mesh.Replicas\"\x00\x12M\n\x0eStreamReplicas\x12\x1c.io.linkerd.mesh.ReplicasReq\x1a\x19.io.linkerd.mesh.Replicas\"\x00\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0eresolver.proto\x12\x0fio.linkerd.mesh\x1a\ndtab.proto\"0\n\x0bReplicasReq\x12!\n\x02id\x18\x01 \x01(\x0b\x32\x15.io.linkerd.mesh.Path\"\xcf\x02\n\x08\x45ndpoint\x12=\n\x07inet_af\x18\x01 \x01(\x0e\x32\'.io.linkerd.mesh.Endpoint.AddressFamilyH\x00\x88\x01\x01\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\x0c\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12,\n\x04meta\x18\x04 \x01(\x0b\x32\x1e.io.linkerd.mesh.Endpoint.Meta\x12\x39\n\x08metadata\x18\x05 \x03(\x0b\x32\'.io.linkerd.mesh.Endpoint.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x18\n\x04Meta\x12\x10\n\x08nodeName\x18\x01 \x01(\t\"%\n\rAddressFamily\x12\t\n\x05INET4\x10\x00\x12\t\n\x05INET6\x10\x01\x42\n\n\x08_inet_af\"\xb5\x03\n\x08Replicas\x12\x34\n\x07pending\x18\x01 \x01(\x0b\x32!.io.linkerd.mesh.Replicas.PendingH\x00\x12,\n\x03neg\x18\x02 \x01(\x0b\x32\x1d.io.linkerd.mesh.Replicas.NegH\x00\x12\x32\n\x06\x66\x61iled\x18\x03 \x01(\x0b\x32 .io.linkerd.mesh.Replicas.FailedH\x00\x12\x30\n\x05\x62ound\x18\x04 \x01(\x0b\x32\x1f.io.linkerd.mesh.Replicas.BoundH\x00\x1a\t\n\x07Pending\x1a\x05\n\x03Neg\x1a\x19\n\x06\x46\x61iled\x12\x0f\n\x07message\x18\x01 \x01(\t\x1a\xa7\x01\n\x05\x42ound\x12,\n\tendpoints\x18\x01 \x03(\x0b\x32\x19.io.linkerd.mesh.Endpoint\x12?\n\x08metadata\x18\x02 \x03(\x0b\x32-.io.linkerd.mesh.Replicas.Bound.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06result2\xa3\x01\n\x08Resolver\x12H\n\x0bGetReplicas\x12\x1c.io.linkerd.mesh.ReplicasReq\x1a\x19.io.linkerd.mesh.Replicas\"\x00\x12M\n\x0eStreamReplicas\x12\x1c.io.linkerd.mesh.ReplicasReq\x1a\x19.io.linkerd.mesh.Replicas\"\x00\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -31,25 +31,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPLICASREQ']._serialized_start=47
   _globals['_REPLICASREQ']._serialized_end=95
   _globals['_ENDPOINT']._serialized_start=98
-  _globals['_ENDPOINT']._serialized_end=416
-  _globals['_ENDPOINT_METADATAENTRY']._serialized_start=304
-  _globals['_ENDPOINT_METADATAENTRY']._serialized_end=351
-  _globals['_ENDPOINT_META']._serialized_start=353
-  _globals['_ENDPOINT_META']._serialized_end=377
-  _globals['_ENDPOINT_ADDRESSFAMILY']._serialized_start=379
-  _globals['_ENDPOINT_ADDRESSFAMILY']._serialized_end=416
-  _globals['_REPLICAS']._serialized_start=419
-  _globals['_REPLICAS']._serialized_end=856
-  _globals['_REPLICAS_PENDING']._serialized_start=633
-  _globals['_REPLICAS_PENDING']._serialized_end=642
-  _globals['_REPLICAS_NEG']._serialized_start=644
-  _globals['_REPLICAS_NEG']._serialized_end=649
-  _globals['_REPLICAS_FAILED']._serialized_start=651
-  _globals['_REPLICAS_FAILED']._serialized_end=676
-  _globals['_REPLICAS_BOUND']._serialized_start=679
-  _globals['_REPLICAS_BOUND']._serialized_end=846
-  _globals['_REPLICAS_BOUND_METADATAENTRY']._serialized_start=304
-  _globals['_REPLICAS_BOUND_METADATAENTRY']._serialized_end=351
-  _globals['_RESOLVER']._serialized_start=859
-  _globals['_RESOLVER']._serialized_end=1022
+  _globals['_ENDPOINT']._serialized_end=433
+  _globals['_ENDPOINT_METADATAENTRY']._serialized_start=309
+  _globals['_ENDPOINT_METADATAENTRY']._serialized_end=356
+  _globals['_ENDPOINT_META']._serialized_start=358
+  _globals['_ENDPOINT_META']._serialized_end=382
+  _globals['_ENDPOINT_ADDRESSFAMILY']._serialized_start=384
+  _globals['_ENDPOINT_ADDRESSFAMILY']._serialized_end=421
+  _globals['_REPLICAS']._serialized_start=436
+  _globals['_REPLICAS']._serialized_end=873
+  _globals['_REPLICAS_PENDING']._serialized_start=650
+  _globals['_REPLICAS_PENDING']._serialized_end=659
+  _globals['_REPLICAS_NEG']._serialized_start=661
+  _globals['_REPLICAS_NEG']._serialized_end=666
+  _globals['_REPLICAS_FAILED']._serialized_start=668
+  _globals['_REPLICAS_FAILED']._serialized_end=693
+  _globals['_REPLICAS_BOUND']._serialized_start=696
+  _globals['_REPLICAS_BOUND']._serialized_end=863
+  _globals['_REPLICAS_BOUND_METADATAENTRY']._serialized_start=309
+  _globals['_REPLICAS_BOUND_METADATAENTRY']._serialized_end=356
+  _globals['_RESOLVER']._serialized_start=876
+  _globals['_RESOLVER']._serialized_end=1039
 # @@protoc_insertion_point(module_scope)
