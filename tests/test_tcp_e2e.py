@@ -182,9 +182,13 @@ class TcpEndToEndTests(TestCase):
             yield waitUntil(lambda: client.received == b"hello through the router", 60, "the echo")
             client.transport.loseConnection()
             yield client.done
-        metrics = yield proc.metrics()
-        self.assertEqual(metrics["rt/tcp/service/svc/echo/success"], 1)
-        self.assertEqual(metrics["rt/tcp/service/svc/secure-echo/success"], 1)
+        # A connection is counted when both of its sides are closed, which
+        # may happen just after the client sees its end.
+        yield waitForMetrics(
+            proc,
+            lambda m: m.get("rt/tcp/service/svc/echo/success") == 1 and m.get("rt/tcp/service/svc/secure-echo/success") == 1,
+            "both connections to be counted as successes",
+        )
 
     @defer.inlineCallbacks
     def test_hundredMegabytes(self) -> Any:
@@ -223,10 +227,12 @@ class TcpEndToEndTests(TestCase):
             f"peak {peak} kB, growth {growthMB:.1f} MB"
         )
         self.assertLess(growthMB, 32.0, f"router RSS grew by {growthMB:.1f} MB")
-        metrics = yield proc.metrics()
         client = f"rt/tcp/client/$/inet/127.0.0.1/{echo.port}"
-        self.assertEqual(metrics[f"{client}/sent_bytes"], TRANSFER)
-        self.assertEqual(metrics[f"{client}/received_bytes"], TRANSFER)
+        yield waitForMetrics(
+            proc,
+            lambda m: m.get(f"{client}/sent_bytes") == TRANSFER and m.get(f"{client}/received_bytes") == TRANSFER,
+            "the byte counts",
+        )
 
     @defer.inlineCallbacks
     def test_sniPassthroughWithOpenSSL(self) -> Any:
@@ -247,12 +253,29 @@ class TcpEndToEndTests(TestCase):
         out = yield sClient(openssl, port, None, self.caPath)
         self.assertIn(b"hello from www.example.test", out)
         self.assertEqual((len(self.www.connections), len(self.api.connections)), (2, 1))
-        metrics = yield proc.metrics()
+        server = f"rt/tcp/server/127.0.0.1/{port}"
+        metrics = yield waitForMetrics(proc, lambda m: m.get(f"{server}/connections") == 0, "the connections to close")
         self.assertEqual(metrics["rt/tcp/service/svc/api.example.test/connects"], 1)
         self.assertEqual(metrics["rt/tcp/service/svc/default/connects"], 1)
-        server = f"rt/tcp/server/127.0.0.1/{port}"
         self.assertGreater(metrics[f"{server}/received_bytes"], 0)
         self.assertEqual(metrics[f"{server}/unidentified"], 0)
+
+
+@defer.inlineCallbacks
+def waitForMetrics(proc: Router, check: Any, what: str, timeout: float = 60.0) -> Any:
+    """
+    Poll the router's metrics until C{check(metrics)} is true; fire with them.
+    """
+    from twisted.internet.task import deferLater
+
+    deadline = reactor.seconds() + timeout
+    while True:
+        metrics = yield proc.metrics()
+        if check(metrics):
+            return metrics
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}: {metrics}")
+        yield deferLater(reactor, 0.1, lambda: None)
 
 
 def _serverTLS(files: Any) -> Any:
