@@ -304,3 +304,25 @@ class OrderTests(SynchronousTestCase):
         self.assertIs(buildStack([Foo()], empty, None, terminal), terminal)
         configured = FoldedPolicy(Path.read("/svc/a"), {"fooMs": 3}, {}, ())
         self.assertEqual(buildStack([Foo()], configured, None, terminal)(None), ("foo", 3, "terminal"))
+
+
+class DefaultKindTests(SynchronousTestCase):
+    """
+    As in Linkerd, service: and client: default to io.l5d.global without a kind.
+    """
+
+    def test_noKind(self) -> None:
+        """
+        A service: mapping with no kind is an io.l5d.global one.
+        """
+        from linkerpy.config.load import loadText
+        from linkerpy.config.model import parseLinkerConfig
+
+        config = parseLinkerConfig(
+            loadText("routers:\n- protocol: http\n  servers: [{port: 0}]\n  service:\n    totalTimeoutMs: 250\n  client:\n    requestAttemptTimeoutMs: 50\n"),
+            registry(),
+        )
+        router = config.routers[0].config
+        self.assertEqual((router.service.kind, router.client.kind), ("io.l5d.global", "io.l5d.global"))
+        self.assertEqual(router.service.config.totalTimeoutMs, 250)
+        self.assertEqual(router.client.config.requestAttemptTimeoutMs, 50)

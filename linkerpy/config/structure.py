@@ -74,6 +74,7 @@ def setting(
     doc: str = "",
     factory: Optional[Callable[[], Any]] = None,
     pluginArgs: Optional[Dict[str, Any]] = None,
+    defaultKind: Optional[str] = None,
 ) -> Any:
     """
     Declare a config field with structuring metadata.
@@ -87,6 +88,9 @@ def setting(
     @param rawDefault: a raw (YAML-shaped) default for a plugin field, e.g.
         C{{'kind': 'io.l5d.header.token'}}, structured when the key is absent.
     @param doc: one line for the generated configuration reference.
+    @param defaultKind: the kind used when a plugin mapping has no
+        C{kind} key (Linkerd defaults C{service:}/C{client:} to
+        C{io.l5d.global}).
     @param pluginArgs: keyword arguments for plugins whose config class
         depends on context: when the plugin has C{configTypeFor(registry,
         **pluginArgs)}, its result is used instead of C{configType} (the
@@ -102,6 +106,7 @@ def setting(
         "rawDefault": rawDefault,
         "doc": doc,
         "pluginArgs": pluginArgs,
+        "defaultKind": defaultKind,
     }
     if rawDefault is not None and default is attrs.NOTHING and factory is None:
         default = None
@@ -217,7 +222,9 @@ class Structurer:
             iface = meta.get("plugin")
             if iface is None:  # pragma: no cover - a programming error
                 raise TypeError(f"{path}: Configured field without plugin=")
-            return self._plugin(iface, meta.get("kindKey", "kind"), raw, path, line, meta.get("pluginArgs"))
+            return self._plugin(
+                iface, meta.get("kindKey", "kind"), raw, path, line, meta.get("pluginArgs"), meta.get("defaultKind")
+            )
         if tp is Any or tp is object:
             return raw
         origin = typing.get_origin(tp)
@@ -369,11 +376,12 @@ class Structurer:
         path: str,
         line: Optional[int],
         pluginArgs: Optional[Dict[str, Any]] = None,
+        defaultKind: Optional[str] = None,
     ) -> Any:
         role = getattr(interface, "__name__", str(interface))
         if not isinstance(raw, dict):
             return self.problem(path, f"expected a mapping with a {kindKey!r} key, got {_describe(raw)}", line)
-        kind = raw.get(kindKey)
+        kind = raw.get(kindKey, defaultKind)
         if kind is None:
             return self.problem(path, f"missing required key {kindKey!r}", line)
         if not isinstance(kind, str):

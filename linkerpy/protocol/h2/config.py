@@ -135,12 +135,14 @@ class H2RouterConfig(RouterConfig):
         plugin=IPolicySourcePlugin,
         pluginArgs={"scope": "service", "protocol": "h2"},
         rawDefault={"kind": "io.l5d.global"},
+        defaultKind="io.l5d.global",
         doc="per-service policy",
     )
     client: Configured = setting(
         plugin=IPolicySourcePlugin,
         pluginArgs={"scope": "client", "protocol": "h2"},
         rawDefault={"kind": "io.l5d.global"},
+        defaultKind="io.l5d.global",
         doc="per-client policy",
     )
     h2AccessLog: Optional[str] = setting(None, doc="access log file (/dev/stdout works)")

@@ -162,12 +162,14 @@ class HttpRouterConfig(RouterConfig):
         plugin=IPolicySourcePlugin,
         pluginArgs={"scope": "service", "protocol": "http"},
         rawDefault={"kind": "io.l5d.global"},
+        defaultKind="io.l5d.global",
         doc="per-service policy",
     )
     client: Configured = setting(
         plugin=IPolicySourcePlugin,
         pluginArgs={"scope": "client", "protocol": "http"},
         rawDefault={"kind": "io.l5d.global"},
+        defaultKind="io.l5d.global",
         doc="per-client policy",
     )
     httpAccessLog: Optional[str] = setting(None, doc="access log file (/dev/stdout works)")
