@@ -16,7 +16,7 @@ from linkerpy.mesh.config import MeshPolicyConfig
 from linkerpy.mesh.interpreter import MeshInterpreter
 from linkerpy.mesh.policy import MeshPolicySource
 from linkerpy.namerd.mesh.framing import Status
-from linkerpy.naming import AddrBound, AddrNeg, AddrPending, Dtab, Failed, Ok, Path, Pending
+from linkerpy.naming import AddrNeg, Dtab, Failed, Ok, Path, Pending
 from linkerpy.plugins.context import BuildContext
 from linkerpy.plugins.registry import defaultRegistry
 from tests.test_mesh_server import MeshHarness, bound

@@ -163,9 +163,9 @@ class GeneratedTests(SynchronousTestCase):
     """
 
     def regenerate(self) -> Dict[str, str]:
-        try:
-            import grpc_tools  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("grpc_tools") is None:
             if os.environ.get("LINKERPY_REQUIRE_TOOLS"):
                 self.fail("grpcio-tools is required to check the generated modules (pip install grpcio-tools)")
             self.skipTest("grpcio-tools is not installed")

@@ -12,7 +12,7 @@ import random
 from typing import Any, Dict, List, Optional, Tuple
 
 from h2.errors import ErrorCodes
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
@@ -26,14 +26,13 @@ from linkerpy.mesh.config import MeshAddress, MeshInterpreterConfig
 from linkerpy.namerd.core import Namerd
 from linkerpy.namerd.mesh.convert import dtabToProto, nameTreeToProto, pathToProto, replicasToAddr
 from linkerpy.namerd.mesh.framing import GrpcError, Status, encodeMessage
-from linkerpy.namerd.mesh.protos import codec_pb2, delegator_pb2, dtab_pb2, interpreter_pb2, policy_pb2, resolver_pb2
+from linkerpy.namerd.mesh.protos import codec_pb2, delegator_pb2, interpreter_pb2, policy_pb2, resolver_pb2
 from linkerpy.namerd.mesh.server import GrpcServer
 from linkerpy.namerd.mesh.services import MeshServices
 from linkerpy.namerd.plugins import RetryConfig
 from linkerpy.namerd.storage.memory import InMemoryStore
 from linkerpy.naming import Activity, AddrBound, AddrNeg, AddrPending, Address, Bound, Dtab, Leaf, Neg, Path, Var
 from linkerpy.protocol.h2.connection import H2Settings
-from linkerpy.protocol.h2.headers import H2Headers
 from linkerpy.protocol.h2.pool import H2ClientPool
 from linkerpy.protocol.h2.server import H2ServerFactory
 from linkerpy.protocol.h2.testing import fetch

@@ -34,7 +34,7 @@ import re
 from typing import Any, Callable, Dict, List, Optional, Set
 
 from h2.errors import ErrorCodes
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
