@@ -114,12 +114,14 @@ class TcpRouterConfig(RouterConfig):
         plugin=IPolicySourcePlugin,
         pluginArgs={"scope": "service", "protocol": "tcp"},
         rawDefault={"kind": "io.l5d.global"},
+        defaultKind="io.l5d.global",
         doc="per-service policy",
     )
     client: Configured = setting(
         plugin=IPolicySourcePlugin,
         pluginArgs={"scope": "client", "protocol": "tcp"},
         rawDefault={"kind": "io.l5d.global"},
+        defaultKind="io.l5d.global",
         doc="per-client policy (loadBalancer, failureAccrual, connectTimeoutMs, tls, requeueBudget)",
     )
 
