@@ -659,6 +659,21 @@ class ProtocolTests(HarnessCase):
         stream = h.open(CODEC + "ReadPath", encodeMessage(b"\xff\xff\xff"), codec_pb2.ReadPathRsp)
         self.assertEqual(stream.status[0], Status.INTERNAL)
 
+    def test_slowRequest(self) -> None:
+        """
+        A request that never ends is DEADLINE_EXCEEDED after the read timeout, and the call is forgotten.
+        """
+        h = self.harness()
+        stream = h.open(CODEC + "ReadPath", _Chunked(encodeMessage(b"")[:3], 3, end=False), codec_pb2.ReadPathRsp)
+        self.assertEqual(len(h.server.calls), 1)
+        h.clock.advance(9.9)
+        h.pump()
+        self.assertIsNone(stream.status)
+        h.clock.advance(0.2)
+        h.pump()
+        self.assertEqual(stream.status[0], Status.DEADLINE_EXCEEDED)
+        self.assertEqual(h.server.calls, set())
+
     def test_maxStreams(self) -> None:
         """
         Streaming calls beyond maxStreams are RESOURCE_EXHAUSTED; unary calls still work.
@@ -706,14 +721,16 @@ class _Chunked:
     length = None
     finished = False
 
-    def __init__(self, data: bytes, size: int) -> None:
+    def __init__(self, data: bytes, size: int, end: bool = True) -> None:
         self.data = data
         self.size = size
+        self.end = end
 
     def attach(self, consumer: Any) -> None:
         for i in range(0, len(self.data), self.size):
             consumer.dataReceived(self.data[i : i + self.size])
-        consumer.bodyEnd(None)
+        if self.end:
+            consumer.bodyEnd(None)
 
     def pause(self) -> None:
         pass

@@ -53,6 +53,7 @@ class MeshInterfaceService(MultiService):
             maxMessageBytes=config.maxMessageKB * 1024,
             maxStreams=config.maxStreams,
             metrics=self.metrics,
+            readTimeout=config.requestTimeoutMs / 1000.0,
         )
         noDelay = config.socketOptions.noDelay if config.socketOptions is not None else True
         settings = H2Settings(

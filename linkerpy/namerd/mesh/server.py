@@ -100,6 +100,9 @@ class GrpcServer:
     The request handler of an L{H2ServerFactory<linkerpy.protocol.h2.server.H2ServerFactory>}
     serving gRPC methods.
 
+    @ivar readTimeout: a request must have arrived whole (ended) within this
+        many seconds, else the call ends with C{DEADLINE_EXCEEDED}.
+
     @ivar calls: the streaming calls in progress.
     """
 
@@ -110,11 +113,13 @@ class GrpcServer:
         maxMessageBytes: int = 4 * 1024 * 1024,
         maxStreams: int = 10000,
         metrics: Optional[MetricsTree] = None,
+        readTimeout: float = 10.0,
     ) -> None:
         self.methods: Dict[bytes, Method] = {m.path: m for m in methods}
         self.clock = clock
         self.maxMessageBytes = maxMessageBytes
         self.maxStreams = maxStreams
+        self.readTimeout = readTimeout
         self.calls: Set[_ServerCall] = set()
         self.metrics = metrics if metrics is not None else MetricsTree()
         self.requests = self.metrics.counter("requests")
@@ -204,6 +209,7 @@ class _ServerCall:
         self.observation: Any = None
         self.pending: Optional[Deferred] = None
         self.timer: Any = None
+        self.readTimer: Any = None
         self.render: Any = None
 
     # -- reading the request -----------------------------------------------------
@@ -214,6 +220,7 @@ class _ServerCall:
         timeout = parseTimeout(self.exchange.request.headers.get(b"grpc-timeout"))
         if timeout is not None:
             self.timer = self.server.clock.callLater(timeout, self._deadline)
+        self.readTimer = self.server.clock.callLater(self.server.readTimeout, self._readTimedOut)
         self.exchange.body.attach(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -230,6 +237,7 @@ class _ServerCall:
             raise GrpcError(Status.INTERNAL, "more than one request message for a method taking one")
 
     def bodyEnd(self, trailers: Any) -> None:
+        self._cancelReadTimer()
         if self.done:
             return
         try:
@@ -285,6 +293,7 @@ class _ServerCall:
         self.done = True
         self.server.calls.discard(self)
         self._cancelTimer()
+        self._cancelReadTimer()
         sink = self.exchange.respond(responseHeaders())
         sink.write(payload)
         sink.end(H2Headers(statusFields(Status.OK)))
@@ -300,6 +309,16 @@ class _ServerCall:
         else:
             log.failure("mesh API method {method} failed", failure, method=self.method.path.decode())
             self.fail(GrpcError(Status.INTERNAL, failure.getErrorMessage()))
+
+    def _readTimedOut(self) -> None:
+        self.readTimer = None
+        if not self.done:
+            self.fail(GrpcError(Status.DEADLINE_EXCEEDED, "the request did not arrive in time"))
+
+    def _cancelReadTimer(self) -> None:
+        timer, self.readTimer = self.readTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def _deadline(self) -> None:
         self.timer = None
@@ -391,6 +410,7 @@ class _ServerCall:
     def _release(self) -> None:
         self.server.calls.discard(self)
         self._cancelTimer()
+        self._cancelReadTimer()
         observation, self.observation = self.observation, None
         if observation is not None:
             observation.close()
