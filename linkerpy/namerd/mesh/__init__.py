@@ -6,3 +6,5 @@ naming values (L{linkerpy.namerd.mesh.convert}), a small gRPC server on the
 HTTP/2 layer (L{linkerpy.namerd.mesh.server}) and the services
 (L{linkerpy.namerd.mesh.services}).
 """
+
+from __future__ import annotations

@@ -103,7 +103,8 @@ class GrpcServer:
     @ivar readTimeout: a request must have arrived whole (ended) within this
         many seconds, else the call ends with C{DEADLINE_EXCEEDED}.
 
-    @ivar calls: the streaming calls in progress.
+    @ivar calls: the calls in progress.
+    @ivar streams: the streaming calls in progress.
     """
 
     def __init__(
@@ -121,10 +122,11 @@ class GrpcServer:
         self.maxStreams = maxStreams
         self.readTimeout = readTimeout
         self.calls: Set[_ServerCall] = set()
+        self.streams: Set[_ServerCall] = set()
         self.metrics = metrics if metrics is not None else MetricsTree()
         self.requests = self.metrics.counter("requests")
         self.failures = self.metrics.counter("failures")
-        self.metrics.gauge("streams", fn=lambda: sum(1 for c in self.calls if c.streaming))
+        self.metrics.gauge("streams", fn=lambda: len(self.streams))
 
     def handleRequest(self, exchange: Any) -> None:
         self.requests.value += 1
@@ -142,13 +144,10 @@ class GrpcServer:
             name = request.path.decode("utf-8", "replace")
             self.refuse(exchange, GrpcError(Status.UNIMPLEMENTED, f"unknown method {name}"))
             return
-        if method.streaming and self.openStreams() >= self.maxStreams:
+        if method.streaming and len(self.streams) >= self.maxStreams:
             self.refuse(exchange, GrpcError(Status.RESOURCE_EXHAUSTED, f"too many open streams (limit {self.maxStreams})"))
             return
         _ServerCall(self, exchange, method).start()
-
-    def openStreams(self) -> int:
-        return sum(1 for c in self.calls if c.streaming)
 
     def refuse(self, exchange: Any, error: GrpcError) -> None:
         """
@@ -216,6 +215,8 @@ class _ServerCall:
 
     def start(self) -> None:
         self.server.calls.add(self)
+        if self.streaming:
+            self.server.streams.add(self)
         self.exchange.abortHandler = self._clientGone
         timeout = parseTimeout(self.exchange.request.headers.get(b"grpc-timeout"))
         if timeout is not None:
@@ -291,9 +292,7 @@ class _ServerCall:
             return
         payload = encodeMessage(message.SerializeToString(deterministic=True))
         self.done = True
-        self.server.calls.discard(self)
-        self._cancelTimer()
-        self._cancelReadTimer()
+        self._release()
         sink = self.exchange.respond(responseHeaders())
         sink.write(payload)
         sink.end(H2Headers(statusFields(Status.OK)))
@@ -409,6 +408,7 @@ class _ServerCall:
 
     def _release(self) -> None:
         self.server.calls.discard(self)
+        self.server.streams.discard(self)
         self._cancelTimer()
         self._cancelReadTimer()
         observation, self.observation = self.observation, None

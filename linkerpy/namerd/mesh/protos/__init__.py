@@ -4,3 +4,5 @@ API, plus linkerpy's C{Policy} service) and the modules C{protoc} made of
 them, committed so that running needs only C{protobuf}.  Regenerate with
 C{python -m linkerpy.namerd.mesh.protos.generate}.
 """
+
+from __future__ import annotations
