@@ -326,7 +326,7 @@ class GrpcApiTests(MeshCase):
         yield dtabs.waitFor(1, "the first dtab")
         yield policies.waitFor(1, "the first policy answer")
         self.assertFalse(policies.messages[0].HasField("policy"))
-        yield waitUntil(lambda: self.streamGauge() == 4, TIMEOUT, "namerd to count 4 streams")
+        yield self.waitForMetric(self.proc, "namerd/io.l5d.mesh/streams", lambda v: v == 4, "namerd to count 4 streams")
 
         # A dtab PUT through the HTTP API.
         putAt = reactor.seconds()
@@ -360,14 +360,8 @@ class GrpcApiTests(MeshCase):
 
         for stream in (bind, replicas, dtabs, policies):
             stream.cancel()
-        yield waitUntil(lambda: self.streamGauge() == 0, TIMEOUT, "namerd to end the cancelled streams")
-
-    def streamGauge(self) -> Optional[float]:
-        import urllib.request
-
-        host, port = self.proc.ports["admin"]
-        with urllib.request.urlopen(f"http://{host}:{port}/admin/metrics.json", timeout=10) as f:
-            return json.loads(f.read()).get("namerd/io.l5d.mesh/streams")
+        yield self.waitForMetric(self.proc, "namerd/io.l5d.mesh/streams", lambda v: v == 0,
+                                 "namerd to end the cancelled streams")
 
 
 def dtabFromProtoText(text: str) -> Any:
