@@ -63,8 +63,9 @@ def startVariant(
     with open(conf, "w") as f:
         f.write(text)
     argv = [args.python, "-c", TWISTD, "-n", "--pidfile=", "linkerpy", "-c", conf]
+    root, *extra = root.split("@")
     env = {"PYTHONPATH": os.path.abspath(root)}
-    env.update(dict(kv.split("=", 1) for kv in args.env))
+    env.update(dict(kv.split("=", 1) for kv in args.env + extra))
     proc = manager.start(name, argv, cpus=args.proxy_cpus, env=env, cwd=work)
     waitForHttp(port, configs.ORIGIN_BODY, 90.0, proc)
     return proc, port
@@ -101,7 +102,7 @@ def _sysTicks(pids: List[int]) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("variants", nargs="+", help="NAME=DIR (a directory holding the linkerpy package)")
+    p.add_argument("variants", nargs="+", help="NAME=DIR[@KEY=VALUE...] (a directory holding the linkerpy package, and environment variables for it)")
     p.add_argument("--runs", type=int, default=4)
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--warmup", type=float, default=2.0)

@@ -33,7 +33,7 @@ from linkerpy.naming.path import Path
 from linkerpy.naming.tree import Fail, Leaf, Neg, Union
 from linkerpy.naming.var import Failed, Ok
 from linkerpy.policy.entries import CLIENT, SERVICE, FoldedPolicy, fold
-from linkerpy.policy.stack import buildStack, installedModules
+from linkerpy.policy.stack import installedModules
 
 log = Logger()
 
@@ -101,6 +101,22 @@ class ProtocolAdapter:
         Whether a client policy change needs new pools for the endpoints.
         """
         return False
+
+    def fuseService(self, route: "PathRoute", modules: Sequence[Any]) -> Any:
+        """
+        A fused service path for C{route} (the statistics and the built-in
+        C{modules} run inline, without a C{Deferred} per layer), or C{None}
+        to always use the composed stack C{route.call}.  Called whenever
+        the route's policy changes; C{modules} are the module instances the
+        composed stack also uses (they share budgets and metrics).
+        """
+        return None
+
+    def fuseClient(self, client: "Client", modules: Sequence[Any]) -> Any:
+        """
+        The client-side counterpart of L{fuseService}, or C{None}.
+        """
+        return None
 
 
 def _metricName(path: Path) -> str:
@@ -173,6 +189,7 @@ class PathRoute:
         self.touched = True
         self.idleSince = core.reactor.seconds()
         self.call: Callable[[Any], Deferred] = self._dispatch
+        self.fast: Any = None
         self._waiters: List[Deferred] = []
         self._context = StackContext(
             core.reactor, self.metrics, path, core.label, core.protocol, core.registry, core.random
@@ -203,8 +220,10 @@ class PathRoute:
 
     def _onPolicy(self, entries: Any) -> None:
         self.policy = fold(entries, self.path)
-        stack = buildStack(self.core.serviceModules, self.policy, self._context, self._dispatch)
-        self.call = self.core.protocol.wrapServiceStats(stack, self)
+        modules = buildModules(self.core.serviceModules, self.policy, self._context)
+        protocol = self.core.protocol
+        self.call = protocol.wrapServiceStats(composeModules(modules, self._dispatch), self)
+        self.fast = protocol.fuseService(self, modules)
 
     # -- the terminal of the service stack ---------------------------------------------
 
@@ -280,6 +299,7 @@ class Client:
         self.touched = True
         self.idleSince = core.reactor.seconds()
         self.call: Callable[[Any], Deferred] = self._send
+        self.fast: Any = None
         self._context = StackContext(
             core.reactor, self.metrics, bound.id, core.label, core.protocol, core.registry, core.random
         )
@@ -309,8 +329,10 @@ class Client:
                 endpoint.close()
             self.endpoints = {}
         self._rebalance()
-        stack = buildStack(self.core.clientModules, self.policy, self._context, self._send)
-        self.call = self.core.protocol.wrapClientStats(stack, self)
+        modules = buildModules(self.core.clientModules, self.policy, self._context)
+        protocol = self.core.protocol
+        self.call = protocol.wrapClientStats(composeModules(modules, self._send), self)
+        self.fast = protocol.fuseClient(self, modules)
 
     def _onAddr(self, addr: Any) -> None:
         if isinstance(addr, AddrBound):
@@ -514,6 +536,30 @@ class RoutingCore:
             closer = getattr(watcher, "close", None) or getattr(watcher, "stop", None)
             if closer is not None:
                 closer()
+
+
+def buildModules(plugins: Sequence[Any], policy: Any, context: StackContext) -> List[Any]:
+    """
+    The module instances (top first) that apply to C{policy}: what
+    L{linkerpy.policy.stack.buildStack} composes, kept so that a fused path
+    can share them.
+    """
+    modules = []
+    for plugin in plugins:
+        module = plugin.newModule(policy, context)
+        if module is not None:
+            modules.append(module)
+    return modules
+
+
+def composeModules(modules: Sequence[Any], terminal: Callable[[Any], Deferred]) -> Callable[[Any], Deferred]:
+    """
+    Wrap C{terminal} in C{modules} (top first): C{call(exchange) -> Deferred}.
+    """
+    call = terminal
+    for module in reversed(modules):
+        call = module.wrap(call)
+    return call
 
 
 def _baseRecord() -> Any:

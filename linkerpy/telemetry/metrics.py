@@ -4,18 +4,17 @@ The metrics tree: counters, gauges and stats (latency histograms) named like
 Linkerd's (C{rt/<router>/server/<ip>/<port>/requests}).
 
 Counters are plain attributes bumped on the hot path (C{counter.value += 1}
-or C{counter.incr()}); stats are C{prometheus_client} histograms with fixed,
-log-spaced buckets, from which C{/admin/metrics.json} derives its
-percentiles.  Exporters (L{linkerpy.telemetry.prometheus}, the admin JSON)
+or C{counter.incr()}); stats are histograms with fixed, log-spaced buckets,
+from which C{/admin/metrics.json} derives its percentiles.  Exporters (L{linkerpy.telemetry.prometheus}, the admin JSON)
 walk the tree when asked; nothing is formatted per request.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left as _bisectLeft
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-from prometheus_client import Histogram
 
 #: Bucket upper bounds for latency-like stats (milliseconds): 1-2-5 steps.
 DEFAULT_BUCKETS: Tuple[float, ...] = tuple(
@@ -71,39 +70,62 @@ class Gauge:
 
 class Stat:
     """
-    A distribution (e.g. C{request_latency_ms}), backed by a
-    C{prometheus_client} histogram, plus min and max.
+    A distribution (e.g. C{request_latency_ms}): counts per fixed bucket
+    (a value goes to the first bucket whose upper bound is >= it, as in
+    Prometheus), count, sum, min and max.  Adding a value is a C-level
+    bisection and a few attribute updates.
     """
 
-    __slots__ = ("histogram", "min", "max", "_observe")
+    __slots__ = ("bounds", "counts", "count", "sum", "min", "max")
     kind = "stat"
 
     def __init__(self, buckets: Tuple[float, ...] = DEFAULT_BUCKETS) -> None:
-        self.histogram = Histogram("stat", "", registry=None, buckets=buckets)
-        self._observe = self.histogram.observe
+        bounds = tuple(float(b) for b in buckets)
+        if not bounds or bounds[-1] != float("inf"):
+            bounds += (float("inf"),)
+        self.bounds = bounds
+        self.counts: List[int] = [0] * len(bounds)
+        self.count = 0
+        self.sum = 0.0
         self.min: Optional[float] = None
         self.max: Optional[float] = None
 
     def add(self, value: float) -> None:
-        self._observe(value)
-        if self.max is None or value > self.max:
+        self.counts[_bisectLeft(self.bounds, value)] += 1
+        self.count += 1
+        self.sum += value
+        high = self.max
+        if high is None:
+            self.min = self.max = value
+        elif value > high:
             self.max = value
-        if self.min is None or value < self.min:
+        elif value < self.min:  # type: ignore[operator]
             self.min = value
+
+    def merge(self, counts: List[int], total: float, minimum: Optional[float], maximum: Optional[float]) -> None:
+        """
+        Add another distribution with the same buckets (e.g. a worker
+        process's) into this one.
+        """
+        if len(counts) != len(self.counts):
+            raise ValueError("bucket counts differ")
+        mine = self.counts
+        for i, n in enumerate(counts):
+            mine[i] += n
+        self.count += sum(counts)
+        self.sum += total
+        if minimum is not None and (self.min is None or minimum < self.min):
+            self.min = minimum
+        if maximum is not None and (self.max is None or maximum > self.max):
+            self.max = maximum
 
     def snapshot(self) -> "StatSnapshot":
         buckets: List[Tuple[float, float]] = []
-        count = 0.0
-        total = 0.0
-        for metric in self.histogram.collect():
-            for sample in metric.samples:
-                if sample.name.endswith("_bucket"):
-                    buckets.append((float(sample.labels["le"]), sample.value))
-                elif sample.name.endswith("_count"):
-                    count = sample.value
-                elif sample.name.endswith("_sum"):
-                    total = sample.value
-        return StatSnapshot(buckets, count, total, self.min, self.max)
+        cumulative = 0
+        for bound, n in zip(self.bounds, self.counts):
+            cumulative += n
+            buckets.append((bound, float(cumulative)))
+        return StatSnapshot(buckets, float(self.count), self.sum, self.min, self.max)
 
 
 class StatSnapshot:

@@ -125,20 +125,9 @@ class HttpProtocolAdapter(ProtocolAdapter):
         failures = metrics.counter("failures")
         latency = metrics.stat("request_latency_ms")
         statuses = StatusCounters(metrics)
-        perService: Dict[str, Any] = {}
+        serviceCounters = self.perServiceCounters(client)
         seconds = self.reactor.seconds
         SUCCESS = ResponseClass.SUCCESS
-
-        def serviceCounters(name: str) -> Any:
-            counters = perService.get(name)
-            if counters is None:
-                scope = metrics.scope("service", name[1:] if name.startswith("/") else name)
-                counters = perService[name] = (
-                    scope.counter("requests"),
-                    scope.counter("success"),
-                    scope.counter("failures"),
-                )
-            return counters
 
         def stats(c: Any) -> Deferred:
             requests.value += 1
@@ -166,6 +155,39 @@ class HttpProtocolAdapter(ProtocolAdapter):
             return call(c).addBoth(done)
 
         return stats
+
+    def perServiceCounters(self, client: Client) -> Callable[[str], Any]:
+        """
+        C{lookup(serviceName) -> (requests, success, failures)}: the
+        C{client/<id>/service/<name>/} counters, created on first use.
+        """
+        metrics = client.metrics
+        perService: Dict[str, Any] = {}
+
+        def serviceCounters(name: str) -> Any:
+            counters = perService.get(name)
+            if counters is None:
+                scope = metrics.scope("service", name[1:] if name.startswith("/") else name)
+                counters = perService[name] = (
+                    scope.counter("requests"),
+                    scope.counter("success"),
+                    scope.counter("failures"),
+                )
+            return counters
+
+        return serviceCounters
+
+    # -- the fused path ------------------------------------------------------------------
+
+    def fuseService(self, route: PathRoute, modules: Any) -> Any:
+        from linkerpy.protocol.http.fastpath import fuseService
+
+        return fuseService(self, route, modules)
+
+    def fuseClient(self, client: Client, modules: Any) -> Any:
+        from linkerpy.protocol.http.fastpath import fuseClient
+
+        return fuseClient(self, client, modules)
 
     # -- sending ----------------------------------------------------------------------
 
@@ -202,7 +224,13 @@ class HttpProtocolAdapter(ProtocolAdapter):
         keys = ("hostConnectionPool", "clientSession", "connectTimeoutMs", "tls")
         return any(before.values.get(k) != after.values.get(k) for k in keys) or before.captures != after.captures
 
-    def send(self, endpoint: Any, call: Any, client: Client) -> Deferred:
+    def prepareAttempt(self, call: Any, client: Client) -> Any:
+        """
+        Set the per-attempt headers of C{call.request} and count the
+        attempt.
+
+        @return: the body source for this attempt.
+        """
         head = call.request
         headers = head.headers
         # A request that arrived with no l5d-* header gets these appended on
@@ -224,7 +252,11 @@ class HttpProtocolAdapter(ProtocolAdapter):
             elif call.attempts:
                 headers.remove(XFCC)
         call.attempts += 1
-        d = endpoint.pool.request(head, call.nextBody())
+        return call.nextBody()
+
+    def send(self, endpoint: Any, call: Any, client: Client) -> Deferred:
+        body = self.prepareAttempt(call, client)
+        d = endpoint.pool.request(call.request, body)
         return d.addErrback(self._translate, endpoint, call, client)
 
     def _translate(self, failure: Failure, endpoint: Any, call: Any, client: Client) -> Failure:

@@ -29,6 +29,10 @@ class HttpCall:
     @ivar responseClass: the final classification.
     @ivar attempts: attempts sent so far.
     @ivar replay: a L{ReplayBuffer} when the body may be re-sent, else C{None}.
+    @ivar whenDone: on the fused path (L{linkerpy.protocol.http.fastpath}),
+        called with the outcome (a response or a C{Failure}).
+    @ivar service: on the fused path, the C{FusedService} routing the call.
+    @ivar backoff: the retry backoff schedule, once a retry was considered.
     """
 
     __slots__ = (
@@ -53,6 +57,14 @@ class HttpCall:
         "lastResult",
         "lastClass",
         "hasL5d",
+        "whenDone",
+        "service",
+        "serviceStart",
+        "clientStart",
+        "attemptStart",
+        "clientCounters",
+        "requeues",
+        "backoff",
         "_bodyTaken",
     )
 
@@ -78,6 +90,7 @@ class HttpCall:
         self.lastClass: Any = None
         self.hasL5d = True
         self.replay: Optional[ReplayBuffer] = None
+        self.backoff: Any = None
         self._bodyTaken = False
 
     @property

@@ -29,7 +29,7 @@ from collections import deque
 from typing import Any, Deque, List, Optional, Set
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.error import TimeoutError as TwistedTimeoutError
 from twisted.internet.protocol import ClientFactory
@@ -117,12 +117,16 @@ _DONE = 4
 
 class _PoolRequest:
     """
-    One C{pool.request} call: the listener its connection reports to.
+    One C{pool.request} (or C{pool.send}) call: the listener its connection
+    reports to.  The outcome goes to a C{Deferred} (C{request}) or to an
+    C{onResult(context, response, error)} callable (C{send}).
     """
 
-    __slots__ = ("pool", "head", "body", "deferred", "conn", "state", "retried", "attempt")
+    __slots__ = ("pool", "head", "body", "deferred", "conn", "state", "retried", "attempt", "done", "onResult", "context")
 
-    def __init__(self, pool: "HTTPConnectionPool", head: RequestHead, body: Any) -> None:
+    def __init__(
+        self, pool: "HTTPConnectionPool", head: RequestHead, body: Any, onResult: Any = None, context: Any = None
+    ) -> None:
         self.pool = pool
         self.head = head
         self.body = body
@@ -130,7 +134,10 @@ class _PoolRequest:
         self.state = _NEW
         self.retried = False
         self.attempt: Any = None
-        self.deferred: Deferred[ClientResponse] = Deferred(self._cancel)
+        self.done = False
+        self.onResult = onResult
+        self.context = context
+        self.deferred: Optional[Deferred[ClientResponse]] = Deferred(self._cancel) if onResult is None else None
 
     def _send(self, conn: HTTPClientProtocol) -> None:
         self.state = _SENT
@@ -140,18 +147,23 @@ class _PoolRequest:
     def _responseReceived(self, response: ClientResponse) -> None:
         self.conn = None
         self.state = _DONE
-        if self.deferred.called:
+        if self.done:
             # cancelled meanwhile: nobody wants it
             response.body.abort()
             if response.tunnel is not None:
                 response.tunnel.loseConnection()
             return
-        self.deferred.callback(response)
+        self.done = True
+        onResult = self.onResult
+        if onResult is not None:
+            onResult(self.context, response, None)
+        else:
+            self.deferred.callback(response)  # type: ignore[union-attr]
 
     def _requestFailed(self, error: UpstreamError) -> None:
         conn = self.conn
         self.conn = None
-        if self.deferred.called:
+        if self.done:
             return
         if (
             isinstance(error, ConnectionReset)
@@ -167,16 +179,38 @@ class _PoolRequest:
             self.pool._dispatch(self, fresh=True)
             return
         self.state = _DONE
-        self.deferred.errback(error)
+        self._deliverError(error)
 
     def _fail(self, error: UpstreamError) -> None:
         self.state = _DONE
-        if not self.deferred.called:
-            self.deferred.errback(error)
+        if not self.done:
+            self._deliverError(error)
 
-    def _cancel(self, d: Deferred) -> None:
+    def _deliverError(self, error: BaseException) -> None:
+        self.done = True
+        onResult = self.onResult
+        if onResult is not None:
+            onResult(self.context, None, error)
+        else:
+            self.deferred.errback(error)  # type: ignore[union-attr]
+
+    def cancel(self) -> None:
+        """
+        Give up on this request (see L{HTTPConnectionPool.send}): its
+        C{onResult} gets a C{CancelledError}.
+        """
+        if self.deferred is not None:
+            self.deferred.cancel()
+            return
+        if self.done:
+            return
+        self._cancel(None)
+        self.onResult(self.context, None, CancelledError())
+
+    def _cancel(self, d: Any) -> None:
         state = self.state
         self.state = _DONE
+        self.done = True
         if state == _WAITING:
             try:
                 self.pool._waiters.remove(self)
@@ -318,7 +352,20 @@ class HTTPConnectionPool:
         """
         req = _PoolRequest(self, head, body)
         self._dispatch(req, False)
-        return req.deferred
+        return req.deferred  # type: ignore[return-value]
+
+    def send(self, head: RequestHead, body: Any, onResult: Any, context: Any) -> _PoolRequest:
+        """
+        L{request} without a C{Deferred}, for the router's fast path: the
+        outcome is reported once, as C{onResult(context, response, None)} or
+        C{onResult(context, None, error)}, possibly before this returns.
+
+        @return: a handle whose C{cancel()} gives up on the request (the
+            outcome is then a C{CancelledError}).
+        """
+        req = _PoolRequest(self, head, body, onResult, context)
+        self._dispatch(req, False)
+        return req
 
     def close(self) -> "Deferred[None]":
         """

@@ -76,6 +76,7 @@ class HttpRequestHandler:
         self.maxErrBytes = router.config.maxErrResponseKB * 1024
         self.accessLog = router.accessLog
         self.inFlight = 0
+        self._completed = self.completed
         self.maxConcurrent = server.maxConcurrentRequests
         self.serverTimeout = None
         if server.timeoutMs:
@@ -101,10 +102,24 @@ class HttpRequestHandler:
         self.inFlight += 1
         route = self.core.routeFor(call.path, call.localDtab)
         if self.serverTimeout is None:
+            fast = route.fast
+            if fast is not None:
+                call.whenDone = self._completed
+                fast.start(call)
+                return
             d = route.call(call)
         else:
             d = self.serverTimeout.wrap(route.call)(call)
         d.addCallbacks(self.respond, self.failed, callbackArgs=(call,), errbackArgs=(call,))
+
+    def completed(self, result: Any, call: HttpCall) -> None:
+        """
+        The outcome of a request routed on the fused path.
+        """
+        if result.__class__ is Failure:
+            self.failed(result, call)
+        else:
+            self.respond(result, call)
 
     def prepare(self, call: HttpCall, exchange: Any) -> None:
         head = call.request
