@@ -1,4 +1,3 @@
-# -*- test-case-name: tests.test_hardening_upstream -*-
 """
 A bounded soak test of a real C{twistd linkerpy} router under mixed load
 with faults injected at the origins.  It measures; it is not a unit test.
@@ -560,8 +559,9 @@ def soak(opts: argparse.Namespace) -> Any:
     log("")
     log(f"sent {report['sent']}, answered as expected {report['ok']}, lost {lost}, "
         f"duplicated non-idempotent {report['duplicatedNonIdempotent']}, router exit {exitCode}")
-    log(f"RSS start {rest0[0] / 1024:.1f} MiB, after warm-up {report['rssKB']['warm'] / 1024:.1f} MiB, "
-        f"end {report['rssKB']['end'] / 1024:.1f} MiB, max {report['rssKB']['max'] / 1024:.1f} MiB; "
+    mib = lambda kb: "-" if kb is None else f"{kb / 1024:.1f}"  # noqa: E731
+    log(f"RSS start {mib(rest0[0])} MiB, after warm-up {mib(report['rssKB']['warm'])} MiB, "
+        f"end {mib(report['rssKB']['end'])} MiB, max {mib(report['rssKB']['max'])} MiB; "
         f"fds start {rest0[1]}, max {report['fds']['max']}, at rest {rest1[1]}")
     log("outcomes:")
     for outcome, n in report["outcomes"].items():
@@ -606,7 +606,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     reactor.callWhenRunning(run)
     reactor.run()
     if "error" in result:
-        result["error"].printTraceback()
+        sys.stderr.write(result["error"].getTraceback())
+        sys.stderr.flush()
         return 2
     return 0
 

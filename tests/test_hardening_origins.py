@@ -15,7 +15,8 @@ The origin's behaviour is chosen by the first path segment of each request:
   - C{/smuggle}: a complete response followed by a second, unsolicited one;
   - C{/never}: never answer (the connection stays open);
   - C{/stall-body}: a chunked head and one chunk, then silence;
-  - C{/close-after}: answer keep-alive, then close the idle connection;
+  - C{/close-after[/<ms>]}: answer keep-alive, then close the idle
+    connection C{<ms>} (default 50) milliseconds later;
   - C{/500}, C{/500-retryable}: a 500, the second with C{l5d-retryable: true};
   - C{/slow/<ms>}: answer after C{<ms>} milliseconds;
   - C{/drip/<n>}: a chunked answer of C{<n>} 5-byte chunks, 100 ms apart;
@@ -200,8 +201,9 @@ def _behave(proto: FaultOriginProtocol, request: OriginRequest) -> None:
     elif kind == b"stall-body":
         t.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
     elif kind == b"close-after":
+        ms = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 50
         proto.answer(200, b"closing-soon")
-        proto.later(0.05, t.loseConnection)
+        proto.later(ms / 1000.0, t.loseConnection)
     elif kind == b"500":
         proto.answer(500, b"fail")
     elif kind == b"500-retryable":
