@@ -367,7 +367,7 @@ SCENARIOS: List[Tuple[int, str, bytes, str, int, bool, bool, bool, Tuple[Any, ..
 
 
 class Load:
-    def __init__(self, port: int, deadline: float, rng: random.Random) -> None:
+    def __init__(self, port: int, deadline: float, rng: random.Random, only: Optional[List[str]] = None) -> None:
         self.port = port
         self.deadline = deadline
         self.rng = rng
@@ -376,8 +376,9 @@ class Load:
         self.outcomes: Dict[str, int] = {}
         self.byScenario: Dict[str, Dict[str, int]] = {}
         self.posts: Dict[bytes, str] = {}
-        total = sum(s[0] for s in SCENARIOS)
-        self.table = [(s[0] / total, s) for s in SCENARIOS]
+        chosen = [s for s in SCENARIOS if not only or s[1] in only]
+        total = sum(s[0] for s in chosen)
+        self.table = [(s[0] / total, s) for s in chosen]
 
     def pick(self) -> Any:
         x = self.rng.random()
@@ -492,7 +493,7 @@ def soak(opts: argparse.Namespace) -> Any:
     log = lambda text: print(text, flush=True)  # noqa: E731
     log(f"router pid {pid} on 127.0.0.1:{port}; origins {[o.port for o in origins]}; {opts.duration:.0f} s, {opts.workers} workers")
     rest0 = procStats(pid)
-    load = Load(port, reactor.seconds() + opts.duration, random.Random(opts.seed))
+    load = Load(port, reactor.seconds() + opts.duration, random.Random(opts.seed), opts.only)
     samples: List[Dict[str, Any]] = []
     workers = [load.worker() for _ in range(opts.workers)]
     begin = reactor.seconds()
@@ -500,7 +501,7 @@ def soak(opts: argparse.Namespace) -> Any:
     while reactor.seconds() < load.deadline:
         yield sleep(1)
         now = reactor.seconds()
-        if now >= nextDeath and now + 10 < load.deadline:
+        if opts.deaths and now >= nextDeath and now + 10 < load.deadline:
             victim = origins[1]
             yield victim.die()
             log(f"  t={now - begin:5.0f}s origin {victim.name} died")
@@ -584,7 +585,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--python", default=sys.executable, help="interpreter for the router (default: this one)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the load mix")
     parser.add_argument("--json", help="also write the report here")
+    parser.add_argument("--only", type=lambda v: v.split(","), default=None,
+                        help="comma-separated scenario names to run (default: the whole mix: "
+                        + ", ".join(s[1] for s in SCENARIOS) + ")")
+    parser.add_argument("--no-deaths", dest="deaths", action="store_false", help="keep both origins alive")
     opts = parser.parse_args(argv)
+    unknown = set(opts.only or ()) - {s[1] for s in SCENARIOS}
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     if opts.duration <= 0 or opts.duration > 3600:
         parser.error("--duration must be between 0 and 3600 seconds")
     result: Dict[str, Any] = {}
