@@ -62,7 +62,7 @@ def startVariant(
     conf = os.path.join(work, f"{name}.yaml")
     with open(conf, "w") as f:
         f.write(text)
-    argv = [args.python, "-c", TWISTD, "-n", "--pidfile=", "linkerpy", "-c", conf]
+    argv = [args.python, "-c", TWISTD, "-n", "--pidfile=", *args.twistd_args.split(), "linkerpy", "-c", conf]
     root, *extra = root.split("@")
     env = {"PYTHONPATH": os.path.abspath(root)}
     env.update(dict(kv.split("=", 1) for kv in args.env + extra))
@@ -112,6 +112,7 @@ def main() -> None:
     p.add_argument("--proxy-cpus", default="0")
     p.add_argument("--client-cpus", default="1")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the linkerpy processes")
+    p.add_argument("--twistd-args", default="", help="extra twistd options, e.g. '--profile=/tmp/p.out --profiler=cprofile --savestats'")
     p.add_argument("--during", default="", help="run this shell command ({pid} = the first variant's reactor process) during one load run, then SIGINT it")
     p.add_argument("--profile", type=float, default=0.0, help="py-spy the first variant for this many seconds under load")
     args = p.parse_args()

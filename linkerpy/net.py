@@ -6,7 +6,7 @@ Small socket helpers shared by the protocols.
 from __future__ import annotations
 
 import os
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 
 def setNoDelay(transport: Any, enabled: bool = True) -> bool:
@@ -59,7 +59,7 @@ def setNoDelay(transport: Any, enabled: bool = True) -> bool:
 # reactors are unaffected.
 
 import errno as _errno  # noqa: E402
-import sys as _sys  # noqa: E402
+import sys  # noqa: E402
 
 from twisted.internet import main as _main  # noqa: E402
 from twisted.internet import tcp as _tcp  # noqa: E402
@@ -282,7 +282,7 @@ def tuneReactor(reactor: Any) -> bool:
                     continue
                 why = selectable.doRead()
             except BaseException:
-                why = _sys.exc_info()[1]
+                why = sys.exc_info()[1]
                 from twisted.python import log
 
                 log.err()
@@ -291,6 +291,47 @@ def tuneReactor(reactor: Any) -> bool:
 
     reactor.doIteration = doPoll
     return True
+
+
+def tuneGarbageCollector(reactor: Any, threshold: int = 0) -> None:
+    """
+    Make the cyclic garbage collector cheaper for a long-running router,
+    for the process entry point: once the reactor runs (everything built at
+    start-up is allocated), move every object there is to the permanent
+    generation (C{gc.freeze()}: full collections no longer walk the
+    configuration, the plugins and the imported modules), and collect the
+    young generation less often (a request allocates a few dozen container
+    objects that refcounting frees; most of them are gone by the time a
+    collection runs, however late).
+    """
+    import gc
+
+    first, second, third = gc.get_threshold()
+    if threshold:
+        gc.set_threshold(threshold, second, third)
+
+    def freeze() -> None:
+        gc.collect()
+        gc.freeze()
+        _trimHeap()
+
+    reactor.callWhenRunning(freeze)
+
+
+def _trimHeap() -> None:
+    """
+    Give the C heap's free pages back to the system (glibc's
+    C{malloc_trim}): start-up (parsing the configuration, loading plugins)
+    leaves freed memory scattered in the heap.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _batching(reactor: Any) -> bool:
@@ -317,14 +358,52 @@ def _realReactor(reactor: Any) -> bool:
     return isinstance(reactor, PosixReactorBase) and not os.environ.get("LINKERPY_LAZY_WRITES")
 
 
+#: Listening sockets handed down by a parent process (worker processes,
+#: see L{linkerpy.workers}): C{(interface, port) -> (fd, family)}.
+_inherited: Dict[Tuple[str, int], Tuple[int, int]] = {}
+
+
+def inheritListeners(table: Dict[Tuple[str, int], Tuple[int, int]], reactor: Any = None) -> None:
+    """
+    Make L{listenTCP} (and, when C{reactor} is given, that reactor's own
+    C{listenTCP}) adopt these already listening sockets instead of binding
+    new ones, for a worker process whose parent opened them.
+
+    @param table: C{(interface, port) -> (file descriptor, address family)}.
+    """
+    _inherited.update(table)
+    if reactor is not None and not getattr(reactor, "_linkerpyAdopting", False):
+        plain = reactor.listenTCP
+
+        def listenTCPAdopting(port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
+            found = _inherited.get((interface, port))
+            if found is None:
+                return plain(port, factory, backlog=backlog, interface=interface)
+            return _adopt(reactor, _tcp.Port, found, factory)
+
+        reactor.listenTCP = listenTCPAdopting
+        reactor._linkerpyAdopting = True
+
+
+def _adopt(reactor: Any, cls: Any, found: Tuple[int, int], factory: Any) -> Any:
+    fd, family = found
+    p = cls._fromListeningDescriptor(reactor, fd, family, factory)
+    p.startListening()
+    return p
+
+
 def listenTCP(reactor: Any, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
     """
     C{reactor.listenTCP}, with eagerly writing (or, on a reactor tuned by
-    L{tuneReactor}, batching) connections on real reactors.
+    L{tuneReactor}, batching) connections on real reactors; a socket handed
+    down by a parent process (L{inheritListeners}) is adopted instead.
     """
     if not _realReactor(reactor):
         return reactor.listenTCP(port, factory, backlog=backlog, interface=interface)
     cls = BatchingPort if _batching(reactor) else EagerPort
+    found = _inherited.get((interface, port))
+    if found is not None:
+        return _adopt(reactor, cls, found, factory)
     p = cls(port, factory, backlog, interface, reactor)
     p.startListening()
     return p

@@ -105,19 +105,17 @@ def buildOrExit(config: Any, path: Optional[str] = None, err: Any = None) -> Any
 
 def makeService(options: Options) -> Any:
     """
-    Build the L{linkerpy.linker.Linker} for a parsed configuration.
+    Build the L{linkerpy.linker.Linker} for a parsed configuration (or, with
+    more than one worker, the L{linkerpy.workers.WorkerPool} running one
+    per worker process).
     """
+    from linkerpy.workers import prepareProcess
+
     config = options.linkerConfig
+    reactor = prepareProcess(config)
     workers: Optional[int] = options["workers"] or config.workers
     if workers and workers > 1:
-        from twisted.internet import reactor
-
         from linkerpy.workers import WorkerPool
 
         return WorkerPool(options["config"], workers, config, reactor)
-    from twisted.internet import reactor
-
-    from linkerpy.net import tuneReactor
-
-    tuneReactor(reactor)
     return buildOrExit(config, options["config"])

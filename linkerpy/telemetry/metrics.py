@@ -312,6 +312,50 @@ class MetricsTree:
                 out[key] = metric.value
         return out
 
+    def dump(self) -> List[List[object]]:
+        """
+        Every metric's raw state, JSON-ready, for another process to
+        L{merge}: C{[[path, "counter", value], [path, "gauge", value],
+        [path, "stat", [bounds, counts, sum, min, max]], ...]}.
+        """
+        out: List[List[object]] = []
+        for path, metric in self.walk():
+            if isinstance(metric, Stat):
+                bounds = [b if b != float("inf") else None for b in metric.bounds]
+                out.append([path, "stat", [bounds, list(metric.counts), metric.sum, metric.min, metric.max]])
+            else:
+                out.append([path, metric.kind, metric.value])
+        return out
+
+    def merge(self, dumped: List[List[object]], gauges: bool = True) -> None:
+        """
+        Add a L{dump} (e.g. a worker process's metrics) into this tree:
+        counters and gauges are summed, stats merge their buckets.
+
+        @param gauges: also add the gauges (a dead worker's last dump is
+            kept for its counters and stats only).
+        """
+        for path, kind, value in dumped:
+            names = [str(p) for p in path]  # type: ignore[union-attr]
+            try:
+                if kind == "counter":
+                    self.counter(*names).value += value  # type: ignore[operator]
+                elif kind == "gauge":
+                    if gauges:
+                        gauge = self.gauge(*names)
+                        gauge.set(gauge.value + value)  # type: ignore[operator]
+                elif kind == "stat":
+                    bounds, counts, total, low, high = value  # type: ignore[misc]
+                    buckets = tuple(float("inf") if b is None else b for b in bounds)
+                    node = self.scope(*names)
+                    if node.metric is None:
+                        node.metric = Stat(buckets)
+                    stat = node.metric
+                    if isinstance(stat, Stat) and stat.bounds == buckets:
+                        stat.merge(counts, total, low, high)
+            except TypeError:
+                continue  # the same path is another kind elsewhere: skip it
+
     def toTree(self) -> Dict[str, object]:
         """
         Nested form (C{?tree=true}): leaves are keyed C{counter}, C{gauge} or C{stat}.

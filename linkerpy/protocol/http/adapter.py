@@ -64,8 +64,20 @@ class HttpProtocolAdapter(ProtocolAdapter):
     def __init__(self, reactor: Any, defaultClassifier: Any, tlsCreators: Any = None) -> None:
         self.reactor = reactor
         self.defaultClassifier = defaultClassifier
-        self.tlsCreators = tlsCreators
+        self._tlsCreators = tlsCreators
         self._classifiers: Dict[int, Any] = {}
+
+    @property
+    def tlsCreators(self) -> Any:
+        """
+        The L{linkerpy.tls.client.ClientTLSCreators}, made when a client
+        first needs TLS (so pyOpenSSL is not loaded by routers without TLS).
+        """
+        if self._tlsCreators is None:
+            from linkerpy.tls.client import ClientTLSCreators
+
+            self._tlsCreators = ClientTLSCreators(self.reactor)
+        return self._tlsCreators
 
     # -- classification ---------------------------------------------------------------
 

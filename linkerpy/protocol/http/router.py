@@ -271,11 +271,7 @@ class HttpRouter:
         from linkerpy.interfaces import IResponseClassifierPlugin
 
         default = structurePlugin(IResponseClassifierPlugin, {"kind": "io.l5d.http.nonRetryable5XX"}, registry)
-        from linkerpy.tls.client import ClientTLSCreators
-
-        self.adapter = HttpProtocolAdapter(
-            self.reactor, default.plugin.newClassifier(default.config), ClientTLSCreators(self.reactor)
-        )
+        self.adapter = HttpProtocolAdapter(self.reactor, default.plugin.newClassifier(default.config))
         self.core = RoutingCore(label, config, context, namers, self.adapter, rng=self.random)
         self.identifiers = [
             identifier.plugin.newIdentifier(identifier.config, config.dstPrefix, context.child(identifier.path), "http")
