@@ -120,11 +120,6 @@ class AdminControlTests(TestCase):
         self.assertEqual(self.shutdowns, [])
         self.assertEqual(response.code, 405)
 
-    test_headOfPostOnlyEndpoint.todo = (  # type: ignore[attr-defined]
-        "admin/server.py AdminRoot.render finds twisted's inherited Resource.render_HEAD, which calls the "
-        "missing render_GET: 500 (logged AttributeError) instead of 405"
-    )
-
     @inlineCallbacks
     def test_tokenRequired(self) -> Any:
         """
@@ -266,9 +261,6 @@ class DelegatorAbuseTests(TestCase):
         self.assertFalse(leaked(body))
         self.assertEqual(response.code, 400)
 
-    test_deeplyNestedJSON.todo = (  # type: ignore[attr-defined]
-        "admin/naming.py DelegatorResource.render_POST lets json.loads' RecursionError through (500, logged)"
-    )
 
     @inlineCallbacks
     def test_policyAndMetricsQueries(self) -> Any:

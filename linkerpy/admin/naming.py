@@ -106,7 +106,7 @@ class DelegatorResource(Resource):
             return _text(request, 413, f"request body larger than {MAX_BODY} bytes\n")
         try:
             data = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             data = None
         if (
             not isinstance(data, dict)

@@ -110,8 +110,10 @@ class AdminRoot(Resource):
                 return writeText(request, "a valid bearer token is required\n", 401)
         request.postpath = postpath
         request.prepath = []
-        handler = getattr(resource, "render_" + method, None)
-        if handler is None and method == "HEAD":
+        # Only methods the resource itself defines count (Resource.render_HEAD
+        # is inherited and would call a missing render_GET).
+        handler = getattr(resource, "render_" + method, None) if method != "HEAD" else None
+        if method == "HEAD":
             handler = getattr(resource, "render_GET", None)
         if handler is None:
             allowed = sorted(m[len("render_"):] for m in dir(resource) if m.startswith("render_") and m != "render_HEAD")
