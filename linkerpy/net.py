@@ -293,22 +293,20 @@ def tuneReactor(reactor: Any) -> bool:
     return True
 
 
-def tuneGarbageCollector(reactor: Any, threshold: int = 0) -> None:
+def tuneGarbageCollector(reactor: Any) -> None:
     """
     Make the cyclic garbage collector cheaper for a long-running router,
     for the process entry point: once the reactor runs (everything built at
-    start-up is allocated), move every object there is to the permanent
-    generation (C{gc.freeze()}: full collections no longer walk the
-    configuration, the plugins and the imported modules), and collect the
-    young generation less often (a request allocates a few dozen container
-    objects that refcounting frees; most of them are gone by the time a
-    collection runs, however late).
+    start-up is allocated), CPython moves every object there is to the
+    permanent generation (C{gc.freeze()}: collections no longer walk the
+    configuration, the plugins and the imported modules), and the C heap's
+    free pages go back to the system.  (PyPy has neither; see
+    L{linkerpy.workers} for its settings.)
     """
     import gc
 
-    first, second, third = gc.get_threshold()
-    if threshold:
-        gc.set_threshold(threshold, second, third)
+    if not hasattr(gc, "freeze"):
+        return
 
     def freeze() -> None:
         gc.collect()

@@ -107,7 +107,7 @@ def connectionTokens(value: bytes) -> List[bytes]:
     Split a C{Connection} (or other comma-separated token list) value into
     lower-cased tokens, dropping empty elements.
     """
-    if b"," not in value:
+    if value.find(b",") < 0:
         token = value.strip(b" \t").lower()
         return [token] if token else []
     return [t for t in (p.strip(b" \t").lower() for p in value.split(b",")) if t]

@@ -139,11 +139,26 @@ def appendVia(headers: Any) -> None:
     """
     Append this router to C{Via}.
     """
-    values = headers.getAll(VIA)
-    if not values:
-        headers.add(b"Via", VIA_ENTRY)
+    items = headers._items
+    for item in items:
+        if item[0] == VIA:
+            break
     else:
-        headers.set(b"Via", b", ".join(values + [VIA_ENTRY]))
+        items.append(_VIA_ITEM)
+        return
+    headers.set(b"Via", b", ".join(headers.getAll(VIA) + [VIA_ENTRY]))
+
+
+_VIA_ITEM = (VIA, b"Via", VIA_ENTRY)
+
+
+def newTraceHeaders(rng: random.Random) -> "tuple[bytes, bytes]":
+    """
+    The C{l5d-ctx-trace} and C{l5d-reqid} values of a new trace (no
+    incoming one): what C{Trace.new(rng)} gives, without the object.
+    """
+    span = rng.getrandbits(64)
+    return _b64encode(_pack(span, span, span, 0)), b"%016x" % span
 
 
 class Trace:

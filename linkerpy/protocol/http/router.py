@@ -34,6 +34,7 @@ from linkerpy.net import listenTCP
 from linkerpy.router.routing import RoutingCore
 
 EMPTY_DTAB = Dtab.empty
+_VIA_ITEM = (l5d.VIA, b"Via", l5d.VIA_ENTRY)
 
 log = Logger()
 
@@ -126,9 +127,9 @@ class HttpRequestHandler:
         headers = head.headers
         # One scan finds whether any l5d-* or other special header is present;
         # most requests carry none and skip the per-header work below.
-        names = b"\x00" + b"\x00".join([item[0] for item in headers._items])
-        hasL5d = b"\x00l5d-" in names
-        special = hasL5d or b"\x00via\x00" in names + b"\x00" or b"\x00x-forwarded-client-cert" in names
+        names = b"\x00" + b"\x00".join([item[0] for item in headers._items]) + b"\x00"
+        hasL5d = names.find(b"\x00l5d-") >= 0
+        special = hasL5d or names.find(b"\x00via\x00") >= 0 or names.find(b"\x00x-forwarded-client-cert\x00") >= 0
         call.hasL5d = hasL5d
         if special:
             if self.clearContext and hasL5d:
@@ -139,17 +140,14 @@ class HttpRequestHandler:
             call.localDtab = l5d.readLocalDtab(headers)
             call.deadline = l5d.readDeadline(headers)
             trace = l5d.Trace.fromHeaders(headers, self.random)
+            traceHeader, reqid = trace.header(), trace.reqid()
         else:
             call.localDtab = EMPTY_DTAB
-            trace = l5d.Trace.new(self.random)
-        reasons: List[str] = []
-        for identifier in self.identifiers:
-            result = identifier.identify(head)
-            if isinstance(result, Identified):
-                break
-            reasons.append(result.reason)
-        else:
-            raise UnidentifiedRequest(_describe(head), reasons)
+            traceHeader, reqid = l5d.newTraceHeaders(self.random)
+        identifiers = self.identifiers
+        result = identifiers[0].identify(head)
+        if result.__class__ is not Identified:
+            result = self._identifyFurther(head, result)
         if result.target is not None:
             head.target = result.target
         call.path = result.path
@@ -158,18 +156,35 @@ class HttpRequestHandler:
         if call.localDtab:
             headers.set(l5d.L5D_CTX_DTAB, call.localDtab.show.encode("ascii"))
         put = headers.setTrusted if hasL5d else headers.addTrusted
-        put(l5d.L5D_CTX_TRACE, l5d.L5D_CTX_TRACE, trace.header())
-        put(l5d.L5D_REQID, l5d.L5D_REQID, trace.reqid())
+        put(l5d.L5D_CTX_TRACE, l5d.L5D_CTX_TRACE, traceHeader)
+        put(l5d.L5D_REQID, l5d.L5D_REQID, reqid)
         if special:
             l5d.appendVia(headers)
         else:
-            headers.addTrusted(l5d.VIA, b"Via", l5d.VIA_ENTRY)
+            headers._items.append(_VIA_ITEM)
         if self.timestampHeader is not None:
             headers.set(self.timestampHeader, b"%d" % int(self.reactor.seconds() * 1000))
         if self.forwarded is not None:
             self.addForwarded(headers, exchange)
-        if head.hasBody:
+        if head.chunked or head.contentLength:
             call.keepBody(self.retryBuffer)
+
+    def _identifyFurther(self, head: Any, first: Any) -> Any:
+        """
+        The first identifier did not name the request: try the others.
+
+        @raise UnidentifiedRequest: none did.
+        """
+        reasons: List[str] = []
+        result = first
+        for identifier in self.identifiers:
+            if result is None:
+                result = identifier.identify(head)
+            if isinstance(result, Identified):
+                return result
+            reasons.append(result.reason)
+            result = None
+        raise UnidentifiedRequest(_describe(head), reasons)
 
     def addForwarded(self, headers: Any, exchange: Any) -> None:
         token = "%08x" % (id(exchange.peer) & 0xFFFFFFFF)
@@ -190,15 +205,14 @@ class HttpRequestHandler:
         head = response.head
         headers = head.headers
         l5d.appendVia(headers)
+        rc = call.responseClass
         if self.clearContext:
             headers.removePrefix(b"l5d-")
-        else:
-            rc = call.responseClass
-            if rc is not None:
-                headers.set(l5d.L5D_SUCCESS_CLASS, b"1.0" if rc.isSuccess else b"0.0")
+        elif rc is not None:
+            headers.setTrusted(l5d.L5D_SUCCESS_CLASS, l5d.L5D_SUCCESS_CLASS, rc.headerValue)
         stats = self.stats
         stats.statuses.count(head.status)
-        if call.responseClass is None or call.responseClass.isSuccess:
+        if rc is None or rc.isSuccess:
             stats.success.value += 1
         else:
             stats.failures.value += 1
