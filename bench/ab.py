@@ -167,7 +167,7 @@ def main() -> None:
             for name, _ in order:
                 r = measure(manager, *started[name], args.duration, args, script)
                 results[name].append(r)
-                print(f"run {i + 1} {name}: {r[0]:.1f} us/req (sys {getattr(measure, 'lastSys', 0):.1f}), {r[1]:,.0f} req/s", flush=True)
+                print(f"run {i + 1} {name}: {r[0]:.1f} us/req (sys {getattr(measure, 'lastSys', 0):.1f}), {r[1]:,.0f} req/s, p99 {r[2]:.2f} ms", flush=True)
     finally:
         manager.stopAll()
     print(f"\n{args.connections} connections, {args.runs} x {args.duration:g}s, {os.path.basename(args.python)}")
@@ -175,7 +175,8 @@ def main() -> None:
         cpu = [r[0] for r in results[name]]
         rps = [r[1] for r in results[name]]
         if cpu:
-            print(f"{name:<12} median {statistics.median(cpu):6.1f} us/req [{min(cpu):.1f}-{max(cpu):.1f}]  {statistics.median(rps):9,.0f} req/s")
+            p99 = [r[2] for r in results[name]]
+            print(f"{name:<12} median {statistics.median(cpu):6.1f} us/req [{min(cpu):.1f}-{max(cpu):.1f}]  {statistics.median(rps):9,.0f} req/s  p99 {statistics.median(p99):.2f} ms [{min(p99):.2f}-{max(p99):.2f}]")
 
 
 def summarise(path: str, top: int = 45) -> None:

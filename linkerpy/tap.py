@@ -109,8 +109,9 @@ def makeService(options: Options) -> Any:
     more than one worker, the L{linkerpy.workers.WorkerPool} running one
     per worker process).
     """
-    from linkerpy.workers import prepareProcess
+    from linkerpy.workers import prepareProcess, restartWithPyPySettings
 
+    restartWithPyPySettings()
     config = options.linkerConfig
     reactor = prepareProcess(config)
     workers: Optional[int] = options["workers"] or config.workers

@@ -111,6 +111,39 @@ def usesTLS(config: Any) -> bool:
     return any(walk(unstructure(config)))
 
 
+#: PyPy's young-generation size for linkerpy processes (see
+#: L{restartWithPyPySettings}).
+PYPY_NURSERY = "32MB"
+
+
+def restartWithPyPySettings() -> None:
+    """
+    On PyPy, when C{PYPY_GC_NURSERY} is not set, run this process again
+    (same command line, C{exec}) with C{PYPY_GC_NURSERY=32MB}.
+
+    PyPy sizes its nursery from the CPU's cache sizes, read when the
+    process starts; on virtual machines that report a huge last-level
+    cache (480 MiB here) the nursery becomes 240 MiB, all of it resident
+    once warm: an idle router took 336 MiB.  32 MB keeps the CPU cost per
+    request lower than the default on the reference machine (and lower
+    than smaller nurseries) at a fraction of the memory.  Setting
+    C{PYPY_GC_NURSERY} yourself (any value) disables this.
+    """
+    if sys.implementation.name != "pypy" or "PYPY_GC_NURSERY" in os.environ:
+        return
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            argv = [a.decode("utf-8", "surrogateescape") for a in f.read().split(b"\0")[:-1]]
+    except OSError:
+        return
+    if not argv:
+        return
+    env = dict(os.environ, PYPY_GC_NURSERY=PYPY_NURSERY)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
+
+
 def prepareProcess(config: Any) -> Any:
     """
     Import, install and tune the reactor for a process running C{config};
