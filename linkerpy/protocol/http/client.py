@@ -179,6 +179,13 @@ class HTTPClientProtocol(Protocol):
 
     def handshakeCompleted(self) -> None:
         if self._tls and self._state == _CONNECTING:
+            transport = self.transport
+            if getattr(transport, "disconnecting", False) or getattr(transport, "disconnected", False):
+                # The handshake finished but the TLS layer is already closing
+                # the connection (e.g. the peer's name did not verify; some
+                # Twisted versions report the handshake first): the coming
+                # connectionLost reports the failure.
+                return
             self._ready()
 
     def _ready(self) -> None:
