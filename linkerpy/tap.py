@@ -109,7 +109,7 @@ def makeService(options: Options) -> Any:
     more than one worker, the L{linkerpy.workers.WorkerPool} running one
     per worker process).
     """
-    from linkerpy.workers import prepareProcess, restartWithPyPySettings
+    from linkerpy.process import prepareProcess, restartWithPyPySettings
 
     restartWithPyPySettings()
     config = options.linkerConfig

@@ -18,7 +18,8 @@ from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from linkerpy.config.model import parseLinkerConfig
-from linkerpy.workers import openListeners, serverRequests, serversOf, usesTLS, withPorts
+from linkerpy.process import usesTLS
+from linkerpy.workers import openListeners, serverRequests, serversOf, withPorts
 from tests.support import TwistdProcess, httpGet, startOrigin, waitForDeferred, waitUntil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -274,7 +275,7 @@ class ProcessSetupTests(SynchronousTestCase):
         script = (
             "import sys, json\n"
             "from linkerpy.config.model import parseLinkerConfig\n"
-            "from linkerpy.workers import prepareProcess\n"
+            "from linkerpy.process import prepareProcess\n"
             "c = parseLinkerConfig({'routers': [{'protocol': 'http', 'servers': [{'port': 0}]}]})\n"
             "reactor = prepareProcess(c)\n"
             "import linkerpy.linker\n"
@@ -301,7 +302,7 @@ class ProcessSetupTests(SynchronousTestCase):
         script = (
             "import sys\n"
             "from linkerpy.config.model import parseLinkerConfig\n"
-            "from linkerpy.workers import prepareProcess\n"
+            "from linkerpy.process import prepareProcess\n"
             "c = parseLinkerConfig({'routers': [{'protocol': 'h2', 'servers': [{'port': 0}]}]})\n"
             "prepareProcess(c)\n"
             "from twisted.internet import tcp\n"
