@@ -56,7 +56,7 @@ def startVariant(
     port = ports.allocate()
     disco = os.path.join(work, f"{name}-disco")
     configs.writeFsNamer(disco, configs.SERVICE_NAME, originPort)
-    text = configs.linkerpyHttp(port, ports.allocate(), disco)
+    text = configs.linkerpyHttp(port, ports.allocate(), disco, args.tlsPair)
     if args.workers:
         text += f"workers: {args.workers}\n"
     conf = os.path.join(work, f"{name}.yaml")
@@ -67,7 +67,7 @@ def startVariant(
     env = {"PYTHONPATH": os.path.abspath(root)}
     env.update(dict(kv.split("=", 1) for kv in args.env + extra))
     proc = manager.start(name, argv, cpus=args.proxy_cpus, env=env, cwd=work)
-    waitForHttp(port, configs.ORIGIN_BODY, 90.0, proc)
+    waitForHttp(port, configs.ORIGIN_BODY, 90.0, proc, tls=args.tlsPair is not None)
     return proc, port
 
 
@@ -75,8 +75,9 @@ def measure(manager: ProcessManager, proc: object, port: int, seconds: float, ar
     pids = descendants(proc.pid)  # type: ignore[attr-defined]
     sysBefore = _sysTicks(pids)
     before = cpuTicks(pids)
+    scheme = "https" if args.tlsPair is not None else "http"
     result = runWrk(
-        manager, f"http://127.0.0.1:{port}/", args.connections, seconds, script,
+        manager, f"{scheme}://127.0.0.1:{port}/", args.connections, seconds, script,
         headers=[f"Host: {configs.SERVICE_NAME}"], cpus=args.client_cpus,
     )
     after = cpuTicks(pids)
@@ -112,6 +113,7 @@ def main() -> None:
     p.add_argument("--proxy-cpus", default="0")
     p.add_argument("--client-cpus", default="1")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the linkerpy processes")
+    p.add_argument("--tls", action="store_true", help="terminate TLS on the router's server (HTTPS load)")
     p.add_argument("--twistd-args", default="", help="extra twistd options, e.g. '--profile=/tmp/p.out --profiler=cprofile --savestats'")
     p.add_argument("--during", default="", help="run this shell command ({pid} = the first variant's reactor process) during one load run, then SIGINT it")
     p.add_argument("--profile", type=float, default=0.0, help="py-spy the first variant for this many seconds under load")
@@ -120,6 +122,7 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="linkerpy-ab-")
     manager = ProcessManager(work)
     ports = PortAllocator()
+    args.tlsPair = configs.makeCertificate(work) if args.tls else None
     script = os.path.join(work, "summary.lua")
     with open(script, "w") as f:
         f.write(WRK_LUA_SCRIPT)
