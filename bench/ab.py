@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# -*- test-case-name: tests.test_bench_harness -*-
+# (a measuring tool, not tested: it never fails because something is slow)
 """
 A/B comparison of linkerpy source trees by CPU time per request (not a test).
 

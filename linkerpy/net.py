@@ -1,6 +1,15 @@
-# -*- test-case-name: tests.test_net -*-
+# -*- test-case-name: tests.test_perf_net -*-
 """
-Small socket helpers shared by the protocols.
+Socket helpers shared by the protocols, and the event-loop tuning of the
+C{twistd linkerpy} process:
+
+  - L{setNoDelay}: C{TCP_NODELAY} through TLS wrappers;
+  - L{listenTCP}, L{connectTCP}: connections that write eagerly, or in
+    batches sent once per poll on a reactor tuned by L{tuneReactor}, and
+    adoption of listening sockets handed down by a parent process
+    (L{inheritListeners}, for L{linkerpy.workers});
+  - L{tuneReactor}, L{tuneGarbageCollector}: per-process tuning, applied by
+    L{linkerpy.process.prepareProcess} only.
 """
 
 from __future__ import annotations
@@ -301,7 +310,7 @@ def tuneGarbageCollector(reactor: Any) -> None:
     permanent generation (C{gc.freeze()}: collections no longer walk the
     configuration, the plugins and the imported modules), and the C heap's
     free pages go back to the system.  (PyPy has neither; see
-    L{linkerpy.workers} for its settings.)
+    L{linkerpy.process} for its settings.)
     """
     import gc
 

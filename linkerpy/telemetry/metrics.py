@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_metrics -*-
+# -*- test-case-name: tests.test_telemetry -*-
 """
 The metrics tree: counters, gauges and stats (latency histograms) named like
 Linkerd's (C{rt/<router>/server/<ip>/<port>/requests}).
