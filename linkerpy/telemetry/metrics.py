@@ -4,16 +4,18 @@ The metrics tree: counters, gauges and stats (latency histograms) named like
 Linkerd's (C{rt/<router>/server/<ip>/<port>/requests}).
 
 Counters are plain attributes bumped on the hot path (C{counter.value += 1}
-or C{counter.incr()}); stats are histograms with fixed, log-spaced buckets,
-from which C{/admin/metrics.json} derives its percentiles.  Exporters (L{linkerpy.telemetry.prometheus}, the admin JSON)
+or C{counter.incr()}); stats are C{prometheus_client} histograms with fixed,
+log-spaced buckets, from which C{/admin/metrics.json} derives its
+percentiles.  Exporters (L{linkerpy.telemetry.prometheus}, the admin JSON)
 walk the tree when asked; nothing is formatted per request.
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_left as _bisectLeft
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
+
+from prometheus_client import Histogram
 
 
 #: Bucket upper bounds for latency-like stats (milliseconds): 1-2-5 steps.
@@ -70,13 +72,16 @@ class Gauge:
 
 class Stat:
     """
-    A distribution (e.g. C{request_latency_ms}): counts per fixed bucket
-    (a value goes to the first bucket whose upper bound is >= it, as in
-    Prometheus), count, sum, min and max.  Adding a value is a C-level
-    bisection and a few attribute updates.
+    A distribution (e.g. C{request_latency_ms}), recorded by a
+    C{prometheus_client} histogram with fixed buckets (a value goes to the
+    first bucket whose upper bound is >= it), plus min and max.
+
+    A parent process aggregating workers adds their distributions with
+    L{merge}; the merged counts are kept beside the histogram and included
+    in every snapshot.
     """
 
-    __slots__ = ("bounds", "counts", "count", "sum", "min", "max")
+    __slots__ = ("histogram", "_observe", "bounds", "min", "max", "_extra", "_extraSum")
     kind = "stat"
 
     def __init__(self, buckets: Tuple[float, ...] = DEFAULT_BUCKETS) -> None:
@@ -84,16 +89,15 @@ class Stat:
         if not bounds or bounds[-1] != float("inf"):
             bounds += (float("inf"),)
         self.bounds = bounds
-        self.counts: List[int] = [0] * len(bounds)
-        self.count = 0
-        self.sum = 0.0
+        self.histogram = Histogram("stat", "", registry=None, buckets=bounds)
+        self._observe = self.histogram.observe
         self.min: Optional[float] = None
         self.max: Optional[float] = None
+        self._extra: Optional[List[int]] = None
+        self._extraSum = 0.0
 
     def add(self, value: float) -> None:
-        self.counts[_bisectLeft(self.bounds, value)] += 1
-        self.count += 1
-        self.sum += value
+        self._observe(value)
         high = self.max
         if high is None:
             self.min = self.max = value
@@ -107,25 +111,61 @@ class Stat:
         Add another distribution with the same buckets (e.g. a worker
         process's) into this one.
         """
-        if len(counts) != len(self.counts):
+        if len(counts) != len(self.bounds):
             raise ValueError("bucket counts differ")
-        mine = self.counts
+        extra = self._extra
+        if extra is None:
+            extra = self._extra = [0] * len(self.bounds)
         for i, n in enumerate(counts):
-            mine[i] += n
-        self.count += sum(counts)
-        self.sum += total
+            extra[i] += n
+        self._extraSum += total
         if minimum is not None and (self.min is None or minimum < self.min):
             self.min = minimum
         if maximum is not None and (self.max is None or maximum > self.max):
             self.max = maximum
 
+    def _read(self) -> Tuple[List[int], float]:
+        cumulative: List[float] = []
+        total = 0.0
+        for metric in self.histogram.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_bucket"):
+                    cumulative.append(sample.value)
+                elif sample.name.endswith("_sum"):
+                    total = sample.value
+        counts = []
+        previous = 0.0
+        for value in cumulative:
+            counts.append(int(value - previous))
+            previous = value
+        if self._extra is not None:
+            counts = [a + b for a, b in zip(counts, self._extra)]
+            total += self._extraSum
+        return counts, total
+
+    @property
+    def counts(self) -> List[int]:
+        """
+        Observations per bucket (not cumulative).
+        """
+        return self._read()[0]
+
+    @property
+    def count(self) -> int:
+        return sum(self._read()[0])
+
+    @property
+    def sum(self) -> float:
+        return self._read()[1]
+
     def snapshot(self) -> "StatSnapshot":
+        counts, total = self._read()
         buckets: List[Tuple[float, float]] = []
         cumulative = 0
-        for bound, n in zip(self.bounds, self.counts):
+        for bound, n in zip(self.bounds, counts):
             cumulative += n
             buckets.append((bound, float(cumulative)))
-        return StatSnapshot(buckets, float(self.count), self.sum, self.min, self.max)
+        return StatSnapshot(buckets, float(cumulative), total, self.min, self.max)
 
 
 class StatSnapshot:
