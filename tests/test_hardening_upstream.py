@@ -191,15 +191,25 @@ class FaultStatusTests(TestCase):
         self.assertIn(b"server timeout", data)
         yield waitUntil(lambda: origin.open == 0, TIMEOUT, "the upstream connection to close")
 
-    @inlineCallbacks
     def test_clientGivesUpOnSlowOrigin(self) -> Any:
         """
         A client that disconnects while its request waits on an origin that
         never answers releases everything: the upstream connection closes
         and the request no longer counts toward maxConcurrentRequests.
         """
+        return self.givesUp()
+
+    def test_clientGivesUpComposedStack(self) -> Any:
+        """
+        The same holds on the composed (Deferred) request path, used when a
+        name's policy has a timeout module.
+        """
+        return self.givesUp(service={"kind": "io.l5d.global", "totalTimeoutMs": 60000})
+
+    @inlineCallbacks
+    def givesUp(self, **router: Any) -> Any:
         origin = startFaultOrigin(self)
-        linker = startLinker(self, routerConfig(origin.portNumber, server={"maxConcurrentRequests": 2}))
+        linker = startLinker(self, routerConfig(origin.portNumber, server={"maxConcurrentRequests": 2}, **router))
         port = routerPort(linker)
         for i in range(3):
             client = yield connectRaw(self, port)
@@ -210,11 +220,6 @@ class FaultStatusTests(TestCase):
             yield waitUntil(lambda: origin.open == 0, 30, "the abandoned upstream request's connection to close")
         data = yield sendRaw(self, port, request(b"GET", b"/ok"))
         self.assertEqual(statusOf(data), 200, data)
-
-    test_clientGivesUpOnSlowOrigin.todo = (  # type: ignore[attr-defined]
-        "router.py HttpRequestHandler.handleRequest sets no exchange.abortHandler: an abandoned request "
-        "keeps its upstream connection and its maxConcurrentRequests slot for ever"
-    )
 
 
 class RetrySafetyTests(TestCase):

@@ -65,6 +65,8 @@ class HttpCall:
         "clientCounters",
         "requeues",
         "backoff",
+        "pending",
+        "aborted",
         "_bodyTaken",
     )
 
@@ -91,6 +93,8 @@ class HttpCall:
         self.hasL5d = True
         self.replay: Optional[ReplayBuffer] = None
         self.backoff: Any = None
+        self.pending: Any = None
+        self.aborted = False
         self._bodyTaken = False
 
     @property
@@ -130,3 +134,26 @@ class HttpCall:
             raise ValueError("the request body was already sent and was not kept for a retry")
         self._bodyTaken = True
         return self.body
+
+    def abort(self, reason: Any = None) -> None:
+        """
+        The client went away: give up on the attempt in flight (its upstream
+        exchange is aborted), or on the retry waiting for its backoff.  The
+        outcome then arrives as a cancellation, which nothing retries.
+        """
+        if self.aborted:
+            return
+        self.aborted = True
+        pending, self.pending = self.pending, None
+        if pending is None or pending is False:
+            return
+        if hasattr(pending, "active"):
+            # a retry waiting for its backoff: nothing else will finish the call
+            if pending.active():
+                pending.cancel()
+                from twisted.internet.defer import CancelledError
+                from twisted.python.failure import Failure
+
+                self.whenDone(Failure(CancelledError()), self)
+            return
+        pending.cancel()

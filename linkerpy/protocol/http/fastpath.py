@@ -109,7 +109,10 @@ class FusedService:
         try:
             if dispatcher is None:
                 # No binding yet: the composed path waits for it.
-                route._dispatch(call).addBoth(self._deferredDone, call)
+                d = route._dispatch(call)
+                if not d.called:
+                    call.pending = d
+                d.addBoth(self._deferredDone, call)
                 return
             client, residual, why = dispatcher.pick()
             if client is None:
@@ -121,12 +124,20 @@ class FusedService:
             if fast is not None:
                 fast.start(call)
             else:
-                client.call(call).addBoth(self._deferredDone, call)
+                d = client.call(call)
+                if not d.called:
+                    call.pending = d
+                d.addBoth(self._deferredDone, call)
         except Exception:
             self.attemptDone(call, Failure())
 
     def _deferredDone(self, result: Any, call: Any) -> None:
+        call.pending = None
         self.attemptDone(call, result)
+
+    def _retry(self, call: Any) -> None:
+        call.pending = None
+        self.attempt(call)
 
     def attemptDone(self, call: Any, result: Any) -> None:
         """
@@ -146,11 +157,14 @@ class FusedService:
                             _discard(result)
                             call.retries += 1
                             retries.total.value += 1
-                            if delay > 0:
-                                self.reactor.callLater(delay, self.attempt, call)
+                            if call.aborted:
+                                pass  # the client is gone: no more attempts
+                            elif delay > 0:
+                                call.pending = self.reactor.callLater(delay, self._retry, call)
+                                return
                             else:
                                 self.attempt(call)
-                            return
+                                return
                         retries.exhausted.value += 1
                 retries.perRequest.add(float(call.retries))
             self.latency.add((self.seconds() - call.serviceStart) * 1000.0)
@@ -228,12 +242,16 @@ class FusedClient:
         except Exception:
             self.done(call, Failure())
             return
-        endpoint.pool.send(call.request, body, self.sent, call)
+        call.pending = None
+        handle = endpoint.pool.send(call.request, body, self.sent, call)
+        if call.pending is None:  # not already reported (sent() sets it to False)
+            call.pending = handle
 
     def sent(self, call: Any, response: Any, error: Optional[BaseException]) -> None:
         """
         The pool's report on one try.
         """
+        call.pending = False
         endpoint = call.endpoint
         client = self.client
         adapter = self.adapter
@@ -250,7 +268,7 @@ class FusedClient:
             if start:
                 client.balancer.record(endpoint, (self.seconds() - start) * 1000.0)
             requeues = self.requeues
-            if error is not None and requeues is not None and _unwritten(result) and call.bodyReplayable:
+            if error is not None and requeues is not None and _unwritten(result) and call.bodyReplayable and not call.aborted:
                 if call.requeues >= MAX_REQUEUES:
                     requeues.limited.value += 1
                 elif requeues.budget.tryWithdraw():

@@ -101,6 +101,9 @@ class HttpRequestHandler:
             self.fail(call, Overloaded(f"server has {self.inFlight} requests in flight (maxConcurrentRequests)"))
             return
         self.inFlight += 1
+        # A client that goes away cancels its request upstream (so it holds no
+        # upstream connection and no maxConcurrentRequests slot).
+        exchange.abortHandler = call.abort
         route = self.core.routeFor(call.path, call.localDtab)
         if self.serverTimeout is None:
             fast = route.fast
@@ -111,6 +114,8 @@ class HttpRequestHandler:
             d = route.call(call)
         else:
             d = self.serverTimeout.wrap(route.call)(call)
+        if not d.called:
+            call.pending = d
         d.addCallbacks(self.respond, self.failed, callbackArgs=(call,), errbackArgs=(call,))
 
     def completed(self, result: Any, call: HttpCall) -> None:
@@ -202,6 +207,11 @@ class HttpRequestHandler:
     def respond(self, response: Any, call: HttpCall) -> None:
         self.inFlight -= 1
         exchange = call.exchange
+        exchange.abortHandler = None
+        call.pending = None
+        if call.aborted:
+            response.body.abort()
+            return
         head = response.head
         headers = head.headers
         l5d.appendVia(headers)
@@ -226,6 +236,10 @@ class HttpRequestHandler:
 
     def failed(self, failure: Failure, call: HttpCall) -> None:
         self.inFlight -= 1
+        call.exchange.abortHandler = None
+        call.pending = None
+        if call.aborted:
+            return
         error = failure.value
         if not isinstance(error, RoutingError):
             log.failure("unexpected error routing {service}", failure, service=call.serviceName)
