@@ -60,6 +60,21 @@ class InvalidDtabHeader(BadRequest):
         super().__init__(f"Invalid {header} header: {problem}")
 
 
+class ClientRequestError(RoutingError):
+    """
+    The downstream client broke its own request (its body stalled past the
+    body idle timeout, was malformed, or the client went away) while it was
+    being forwarded: 400 or 408.  It says nothing about the origin, so it
+    never counts against the endpoint in failure accrual.
+    """
+
+    clientFault = True
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
 class MaxCallDepthExceeded(BadRequest):
     """
     The request has passed through too many proxies (a loop).

@@ -226,11 +226,6 @@ class HeadLimitTests(TestCase):
         available = [v for k, v in m.items() if k.endswith("/loadbalancer/available")]
         self.assertEqual((statuses, available), ([408] * 6, [1]))
 
-    test_clientBodyFaultsAreClientErrors.todo = (  # type: ignore[attr-defined]
-        "a request body failing downstream (body idle timeout, client gone) is answered 502 and counted "
-        "as an upstream failure by failure accrual (loadbalancer/available drops to 0)"
-    )
-
     @inlineCallbacks
     def test_keepAliveIdle(self) -> Any:
         """

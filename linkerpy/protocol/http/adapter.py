@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Optional
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from linkerpy.errors import ConnectionFailed, Overloaded, RequestTimeout, RoutingError, TLSOriginationFailed, UpstreamError
+from linkerpy.errors import ClientRequestError, ConnectionFailed, Overloaded, RequestTimeout, RoutingError, TLSOriginationFailed, UpstreamError
 from linkerpy.policy.entries import FoldedPolicy
 from linkerpy.policy.modules.retries import classified
 from linkerpy.protocol.http import errors as wire
@@ -92,6 +92,8 @@ class HttpProtocolAdapter(ProtocolAdapter):
         return classifier
 
     def succeeded(self, call: Any, response: Any, failure: Any) -> bool:
+        if failure is not None and getattr(failure.value, "clientFault", False):
+            return True  # the client broke its request: the endpoint is not to blame
         if call.classifier is None:
             call.classifier = self.defaultClassifier
         return classified(call, failure if failure is not None else response).isSuccess
@@ -307,6 +309,11 @@ def translate(error: BaseException, endpoint: Any, call: Any, client: Any) -> Ba
     address = f"{endpoint.host}:{endpoint.port}"
     service = getattr(call, "serviceName", "")
     clientName = getattr(client, "name", "")
+    if isinstance(error, wire.RequestBodyFailed):
+        cause = error.cause
+        status = getattr(cause, "status", None)
+        if isinstance(cause, wire.BodyAborted) and status in (400, 408):
+            return ClientRequestError(status, f"the request body failed: {cause.reason}")
     if isinstance(error, wire.PoolExhausted):
         return Overloaded(f"too many requests waiting for a connection to {address} (client {clientName})")
     if isinstance(error, wire.ConnectTimeout):

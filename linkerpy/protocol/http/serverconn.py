@@ -340,6 +340,7 @@ class HTTPServerProtocol(Protocol):
         self._decoder = None
         self._closeAfterResponse = True
         self._closing = True
+        error.status = status  # read by the router: the client's fault, not the origin's
         if body is not None:
             body._fail(Failure(error))
         exchange = self._exchange
