@@ -127,3 +127,18 @@ def prepareProcess(config: Any) -> Any:
     tuneReactor(reactor)
     tuneGarbageCollector(reactor)
     return reactor
+
+
+def stopGracefullyOnSIGTERM(reactor: Any, stop: Any) -> None:
+    """
+    Handle SIGTERM ourselves once the reactor runs: C{stop()} drains and
+    stops the reactor, and the process exits 0.  (With Twisted's own handler,
+    twistd re-raises the signal after a clean shutdown, so the exit status
+    would be 143 although nothing went wrong.)
+    """
+    import signal
+
+    def onSignal(signum: int, frame: Any) -> None:
+        reactor.callFromThread(stop)
+
+    reactor.callWhenRunning(signal.signal, signal.SIGTERM, onSignal)

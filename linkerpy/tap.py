@@ -109,7 +109,7 @@ def makeService(options: Options) -> Any:
     more than one worker, the L{linkerpy.workers.WorkerPool} running one
     per worker process).
     """
-    from linkerpy.process import prepareProcess, restartWithPyPySettings
+    from linkerpy.process import prepareProcess, restartWithPyPySettings, stopGracefullyOnSIGTERM
 
     restartWithPyPySettings()
     config = options.linkerConfig
@@ -118,5 +118,9 @@ def makeService(options: Options) -> Any:
     if workers and workers > 1:
         from linkerpy.workers import WorkerPool
 
-        return WorkerPool(options["config"], workers, config, reactor)
-    return buildOrExit(config, options["config"])
+        pool = WorkerPool(options["config"], workers, config, reactor)
+        stopGracefullyOnSIGTERM(reactor, reactor.stop)  # stopService drains the workers
+        return pool
+    linker = buildOrExit(config, options["config"])
+    stopGracefullyOnSIGTERM(reactor, linker.shutdown)
+    return linker

@@ -148,11 +148,6 @@ class DrainTests(TestCase):
         self.assertIn(b"Server Shut Down.", proc.output)
         self.assertEqual(code, 0)
 
-    test_sigtermExitCode.todo = (  # type: ignore[attr-defined]
-        "twistd re-kills itself with the signal that stopped the reactor (twisted.scripts.twistd "
-        "_exitWithSignal); linkerpy needs its own SIGTERM handler calling Linker.shutdown()"
-    )
-
     @inlineCallbacks
     def test_graceExpires(self) -> Any:
         """
