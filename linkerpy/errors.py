@@ -162,6 +162,7 @@ class RequestTimeout(RoutingError):
         "connect": "connect timeout (connectTimeoutMs) while connecting",
         "deadline": "the request's deadline (l5d-ctx-deadline) while waiting for a response",
         "server": "server timeout (servers[].timeoutMs) while waiting for a response",
+        "response": "with no response from the origin (client.responseIdleTimeoutMs)",
     }
 
     def __init__(self, kind: str, milliseconds: float, service: str = "", client: str = ""):
@@ -175,6 +176,21 @@ class RequestTimeout(RoutingError):
         super().__init__(f"exceeded {ms}.milliseconds {what}{where}", retryable=False)
         self.kind = kind
         self.milliseconds = milliseconds
+
+
+class GatewayTimeout(RequestTimeout):
+    """
+    The origin accepted the request and then sent nothing for
+    C{responseIdleTimeoutMs} (504).
+    """
+
+    status = 504
+
+    def __init__(self, milliseconds: float, address: str, service: str = "", client: str = ""):
+        super().__init__("response", milliseconds, service=service, client=client)
+        self.message = f"{self.message}; origin {address}"
+        self.args = (self.message,)
+        self.address = address
 
 
 class Overloaded(RoutingError):

@@ -48,6 +48,12 @@ class Owner:
     def _connectionDetached(self, conn: Any) -> None:
         self.events.append("detached")
 
+    def _watch(self, conn: Any) -> None:
+        pass
+
+    def _unwatch(self, conn: Any) -> None:
+        pass
+
 
 class Listener:
     def __init__(self) -> None:

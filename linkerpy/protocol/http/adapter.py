@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Optional
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from linkerpy.errors import ClientRequestError, ConnectionFailed, Overloaded, RequestTimeout, RoutingError, TLSOriginationFailed, UpstreamError
+from linkerpy.errors import ClientRequestError, ConnectionFailed, GatewayTimeout, Overloaded, RequestTimeout, RoutingError, TLSOriginationFailed, UpstreamError
 from linkerpy.policy.entries import FoldedPolicy
 from linkerpy.policy.modules.retries import classified
 from linkerpy.protocol.http import errors as wire
@@ -27,6 +27,9 @@ from linkerpy.router.routing import Client, PathRoute, ProtocolAdapter
 
 #: Default upstream connect timeout (ms) when C{connectTimeoutMs} is unset.
 DEFAULT_CONNECT_TIMEOUT_MS = 5000
+
+#: Default longest silence from an origin during an exchange (ms).
+DEFAULT_RESPONSE_IDLE_TIMEOUT_MS = 60000
 
 
 class StatusCounters:
@@ -215,7 +218,11 @@ class HttpProtocolAdapter(ProtocolAdapter):
         tls = policy.get("tls")
         if tls is not None and tls.enabled:
             creator = self.tlsCreators.creatorFor(tls, policy.captures, (endpoint.host, endpoint.port))
-        kwargs: Dict[str, Any] = {"connectTimeout": connectMs / 1000.0}
+        responseMs = policy.get("responseIdleTimeoutMs", DEFAULT_RESPONSE_IDLE_TIMEOUT_MS)
+        kwargs: Dict[str, Any] = {
+            "connectTimeout": connectMs / 1000.0,
+            "responseIdleTimeout": responseMs / 1000.0 if responseMs else None,
+        }
         if pool is not None:
             kwargs.update(minSize=pool.minSize, maxSize=pool.maxSize, maxWaiters=pool.maxWaiters)
             if pool.idleTimeMs is not None:
@@ -235,7 +242,7 @@ class HttpProtocolAdapter(ProtocolAdapter):
         )
 
     def poolSettingsChanged(self, before: FoldedPolicy, after: FoldedPolicy) -> bool:
-        keys = ("hostConnectionPool", "clientSession", "connectTimeoutMs", "tls")
+        keys = ("hostConnectionPool", "clientSession", "connectTimeoutMs", "responseIdleTimeoutMs", "tls")
         return any(before.values.get(k) != after.values.get(k) for k in keys) or before.captures != after.captures
 
     def prepareAttempt(self, call: Any, client: Client) -> Any:
@@ -314,6 +321,11 @@ def translate(error: BaseException, endpoint: Any, call: Any, client: Any) -> Ba
         status = getattr(cause, "status", None)
         if isinstance(cause, wire.BodyAborted) and status in (400, 408):
             return ClientRequestError(status, f"the request body failed: {cause.reason}")
+    if isinstance(error, wire.ResponseTimeout):
+        seconds = endpoint.pool.settings.responseIdleTimeout if getattr(endpoint, "pool", None) is not None else None
+        out = GatewayTimeout((seconds or 0) * 1000.0, address, service=service, client=clientName)
+        _copyFlags(out, error)
+        return out
     if isinstance(error, wire.PoolExhausted):
         return Overloaded(f"too many requests waiting for a connection to {address} (client {clientName})")
     if isinstance(error, wire.ConnectTimeout):

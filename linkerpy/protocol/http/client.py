@@ -33,6 +33,7 @@ from linkerpy.net import setNoDelay
 from linkerpy.protocol.http.errors import (
     BodyAborted,
     ConnectionReset,
+    ResponseTimeout,
     FramingError,
     RequestBodyFailed,
     ResponseProtocolError,
@@ -169,6 +170,10 @@ class HTTPClientProtocol(Protocol):
         self.createdAt = 0.0
         self.idleSince = 0.0
         self.requests = 0
+        #: Set by every read; the pool's watchdog clears it (see
+        #: L{HTTPConnectionPool._watch}).
+        self.heard = False
+        self.quietSince = 0.0
 
     # -- connection events -------------------------------------------------------
 
@@ -204,6 +209,7 @@ class HTTPClientProtocol(Protocol):
         return self._state == _IDLE
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        self._owner._unwatch(self)
         state = self._state
         self._state = _CLOSED
         self._lostReason = reason
@@ -233,6 +239,25 @@ class HTTPClientProtocol(Protocol):
     def writeConnectionLost(self) -> None:
         if self._tunnel is not None:
             self._tunnel._writeConnectionLost()
+
+    def silenced(self, seconds: float) -> None:
+        """
+        The origin sent nothing for C{seconds} during the exchange: give up.
+        Before the response head the request fails with L{ResponseTimeout}
+        (the router answers 504); during the body the response is cut short.
+        Either way the connection is closed.
+        """
+        if self._state != _ACTIVE:
+            return
+        if self._phase == _R_HEAD and self._listener is not None:
+            listener = self._listener
+            self._listener = None
+            self._state = _CLOSED
+            self._stopRequestBody()
+            listener._requestFailed(
+                ResponseTimeout(self.address, self._requestWritten, bool(self._buffer), None, f"for {seconds:g} seconds")
+            )
+        self.transport.abortConnection()
 
     def _activeLost(self, reason: Failure) -> None:
         """
@@ -291,6 +316,8 @@ class HTTPClientProtocol(Protocol):
         self._buffer = b""
         self._state = _ACTIVE
         self.requests += 1
+        self.heard = True
+        self._owner._watch(self)
         transport = self.transport
         if getattr(transport, "disconnecting", False) or getattr(transport, "disconnected", False):
             # The origin closed while the connection sat idle and we have not
@@ -369,6 +396,7 @@ class HTTPClientProtocol(Protocol):
     # -- reading the response ------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        self.heard = True
         state = self._state
         if state == _ACTIVE:
             phase = self._phase
@@ -424,6 +452,7 @@ class HTTPClientProtocol(Protocol):
             self._listener = None
             self._state = _TUNNEL
             self._phase = _R_DONE
+            self._owner._unwatch(self)
             tunnel = self._tunnel = ClientTunnelEnd(self, rest)
             self._owner._connectionDetached(self)
             listener._responseReceived(ClientResponse(head, EMPTY_BODY, tunnel, self.address))
@@ -543,6 +572,7 @@ class HTTPClientProtocol(Protocol):
             self._exchangeOver()
 
     def _exchangeOver(self) -> None:
+        self._owner._unwatch(self)
         if self._keepAlive and self._state == _ACTIVE:
             self._state = _IDLE
             self.reused = True

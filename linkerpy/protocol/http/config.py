@@ -127,6 +127,11 @@ class HttpClientCore:
     hostConnectionPool: Optional[PoolConfig] = setting(None)
     clientSession: Optional[SessionConfig] = setting(None, doc="idleTimeMs / lifeTimeMs of upstream connections")
     connectTimeoutMs: Optional[int] = setting(None, check=checks.positive, doc="default 5000")
+    responseIdleTimeoutMs: Optional[int] = setting(
+        None,
+        check=checks.nonNegative,
+        doc="default 60000: an origin silent this long during an exchange gets 504 (or a cut-short response); 0 = never",
+    )
     socketOptions: Optional[SocketOptions] = setting(None)
     tls: Optional[ClientTlsConfig] = setting(None, doc="originate TLS to matching clients")
     forwardClientCert: Optional[bool] = setting(None, doc="send x-forwarded-client-cert (default false)")

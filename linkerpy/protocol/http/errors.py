@@ -33,6 +33,7 @@ __all__ = [
     "ConnectTimeout",
     "TLSHandshakeFailed",
     "ConnectionReset",
+    "ResponseTimeout",
     "ResponseProtocolError",
     "PoolExhausted",
     "PoolClosed",
@@ -178,6 +179,16 @@ class ConnectionReset(UpstreamError):
     """
 
     summary = "connection closed by"
+
+
+class ResponseTimeout(UpstreamError):
+    """
+    The origin sent nothing for C{responseIdleTimeout} seconds while a
+    request waited for its response (or for more of its body).  The
+    connection is closed.
+    """
+
+    summary = "no response in time from"
 
 
 class ResponseProtocolError(UpstreamError):

@@ -73,6 +73,10 @@ class PoolSettings:
     @ivar lifeTime: C{clientSession.lifeTimeMs}: a connection older than
         this is closed when it next becomes idle.
     @ivar connectTimeout: TCP connect plus TLS handshake deadline.
+    @ivar responseIdleTimeout: longest silence from the origin while a
+        request waits for its response or reads its body (C{client.
+        responseIdleTimeoutMs}): 504 before the head, a cut-short response
+        after; C{None} waits for ever.  Checked about once a second.
     @ivar maxInitialLineKB: longest status line accepted from the origin.
     @ivar maxHeadersKB: largest response header section accepted.
     @ivar maxHeaderCount: most response header fields accepted.
@@ -87,6 +91,7 @@ class PoolSettings:
     sessionIdleTimeout: Optional[float] = None
     lifeTime: Optional[float] = None
     connectTimeout: float = 5.0
+    responseIdleTimeout: Optional[float] = 60.0
     maxInitialLineKB: int = 4
     maxHeadersKB: int = 8
     maxHeaderCount: int = 100
@@ -318,6 +323,8 @@ class HTTPConnectionPool:
         self._closed = False
         self._closeWaiters: List[Deferred[None]] = []
         self._sweeper: Any = None
+        self._busy: Set[HTTPClientProtocol] = set()
+        self._watchdog: Any = None
         scope = metrics if metrics is not None else MetricsTree()
         self.metrics = scope
         self._connects = scope.counter("connects")
@@ -325,6 +332,7 @@ class HTTPConnectionPool:
         self._staleRetries = scope.counter("stale_retries")
         self._exhausted = scope.counter("exhausted")
         self._closes = scope.counter("closes")
+        self._responseTimeouts = scope.counter("response_timeouts")
         scope.gauge("connections", fn=lambda: len(self._connections) + len(self._tunnels))
         scope.gauge("idle", fn=lambda: len(self._idle))
         scope.gauge("waiters", fn=lambda: len(self._waiters))
@@ -384,6 +392,10 @@ class HTTPConnectionPool:
         if self._sweeper is not None and self._sweeper.active():
             self._sweeper.cancel()
         self._sweeper = None
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        self._watchdog = None
+        self._busy.clear()
         if not self._connections and not self._tunnels and not self._pending:
             return succeed(None)
         d: Deferred[None] = Deferred()
@@ -546,6 +558,39 @@ class HTTPConnectionPool:
             waiters, self._closeWaiters = self._closeWaiters, []
             for d in waiters:
                 d.callback(None)
+
+    def _watch(self, conn: HTTPClientProtocol) -> None:
+        """
+        An exchange started on C{conn}: watch for a silent origin.
+        """
+        if self.settings.responseIdleTimeout is None or self._closed:
+            return
+        self._busy.add(conn)
+        if self._watchdog is None:
+            conn.quietSince = self._clock.seconds()
+            self._watchdog = self._clock.callLater(1.0, self._checkSilence)
+
+    def _unwatch(self, conn: HTTPClientProtocol) -> None:
+        self._busy.discard(conn)
+
+    def _checkSilence(self) -> None:
+        """
+        Once a second: a connection heard from since the last check is fine;
+        one silent for C{responseIdleTimeout} is given up on.
+        """
+        self._watchdog = None
+        limit = self.settings.responseIdleTimeout
+        now = self._clock.seconds()
+        for conn in list(self._busy):
+            if conn.heard:
+                conn.heard = False
+                conn.quietSince = now
+            elif limit is not None and now - conn.quietSince >= limit:
+                self._busy.discard(conn)
+                self._responseTimeouts.value += 1
+                conn.silenced(limit)
+        if self._busy and not self._closed:
+            self._watchdog = self._clock.callLater(1.0, self._checkSilence)
 
     def _sweep(self) -> None:
         """
