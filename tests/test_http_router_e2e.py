@@ -58,6 +58,16 @@ class RoutingTests(TestCase):
         self.assertEqual(body, b"dog")
 
     @defer.inlineCallbacks
+    def test_firstRequestWaitsForDNS(self):
+        """
+        The first request to a name whose addresses are still being resolved waits for them (no "no endpoints").
+        """
+        cat = startOrigin(self, "cat")
+        linker = startLinker(self, routerConfig(f"/svc=>/$/inet/localhost/{cat.portNumber}"))
+        response, body = yield httpGet(f"http://127.0.0.1:{routerPort(linker)}/", headers={"Host": "felix"})
+        self.assertEqual((response.code, body), (200, b"cat"))
+
+    @defer.inlineCallbacks
     def test_residual(self):
         """
         The unmatched rest of the name is sent as l5d-dst-residual.

@@ -304,6 +304,9 @@ class Client:
             core.reactor, self.metrics, bound.id, core.label, core.protocol, core.registry, core.random
         )
         self._addrs: Sequence[Any] = ()
+        #: True until the namer gave a first address set (or said Neg).
+        self.addressing = True
+        self._addrWaiters: List[Deferred] = []
         self.metrics.gauge("endpoints", fn=lambda: len(self.endpoints))
         self._policyObs = core.clientEntries.observe(self._onPolicy)
         self._addrObs = bound.stableAddr.observe(self._onAddr)
@@ -342,6 +345,40 @@ class Client:
         else:
             return
         self._rebalance()
+        if self.addressing:
+            self.addressing = False
+            waiters, self._addrWaiters = self._addrWaiters, []
+            for d in waiters:
+                if not d.called:
+                    d.callback(None)
+
+    def whenAddressed(self) -> Deferred:
+        """
+        Wait (up to the router's C{bindingTimeoutMs}) for the first address
+        set of a client whose namer is still resolving (e.g. DNS for
+        C{/$/inet/localhost/8080}): a first request must not fail with "no
+        endpoints" just because it came first.
+        """
+        d: Deferred = Deferred()
+        if not self.addressing:
+            d.callback(None)
+            return d
+        self._addrWaiters.append(d)
+        timeoutMs = self.core.bindingTimeoutMs
+        timer = self.core.reactor.callLater(timeoutMs / 1000.0, self._addressTimedOut, d, timeoutMs)
+
+        def done(result: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return d.addBoth(done)
+
+    def _addressTimedOut(self, d: Deferred, timeoutMs: int) -> None:
+        if not d.called:
+            if d in self._addrWaiters:
+                self._addrWaiters.remove(d)
+            d.errback(RequestTimeout("binding", timeoutMs, client=self.name))
 
     def _rebalance(self) -> None:
         if self.policy is None:
@@ -371,6 +408,8 @@ class Client:
     def _send(self, exchange: Any) -> Deferred:
         endpoint = self.balancer.pick()
         if endpoint is None:
+            if self.addressing:
+                return self.whenAddressed().addCallback(lambda _: self._send(exchange))
             return fail(
                 NoBrokersAvailable(
                     exchange.serviceName, self.core.baseDtab.show, "", f"client {self.name} has no endpoints"
@@ -399,6 +438,10 @@ class Client:
     def close(self) -> None:
         self._policyObs.close()
         self._addrObs.close()
+        waiters, self._addrWaiters = self._addrWaiters, []
+        for d in waiters:
+            if not d.called:
+                d.errback(NoBrokersAvailable("", self.core.baseDtab.show, "", f"client {self.name} was closed"))
         if self.balancer is not None:
             self.balancer.close()
         for endpoint in self.endpoints.values():

@@ -224,6 +224,12 @@ class FusedClient:
         client = self.client
         try:
             endpoint = client.balancer.pick()
+            if endpoint is None and client.addressing:
+                # The namer is still resolving (e.g. DNS): wait for it, bounded.
+                d = client.whenAddressed()
+                call.pending = d
+                d.addCallbacks(lambda _: self._resend(call), lambda f: self._waitFailed(call, f))
+                return
             if endpoint is None:
                 self.done(
                     call,
@@ -246,6 +252,14 @@ class FusedClient:
         handle = endpoint.pool.send(call.request, body, self.sent, call)
         if call.pending is None:  # not already reported (sent() sets it to False)
             call.pending = handle
+
+    def _resend(self, call: Any) -> None:
+        call.pending = None
+        self.send(call)
+
+    def _waitFailed(self, call: Any, failure: Failure) -> None:
+        call.pending = None
+        self.done(call, failure)
 
     def sent(self, call: Any, response: Any, error: Optional[BaseException]) -> None:
         """
