@@ -118,3 +118,31 @@ class ForwardClientCertTests(TestCase):
         )
         yield httpGet(f"http://127.0.0.1:{routerPort(linker)}/", headers={"Host": "web", "x-forwarded-client-cert": "Hash=forged"})
         self.assertNotIn(b"x-forwarded-client-cert", origin.requests[0].headers)
+
+
+class ClientTLSFilesTests(TestCase):
+    """
+    Client TLS files are read when the router is built.
+    """
+
+    def test_missingTrustFile(self):
+        """
+        A client.tls trustCerts file that does not exist is a ConfigError naming its key path, before any port opens.
+        """
+        from linkerpy.config.errors import ConfigError
+        from linkerpy.config.load import loadText
+        from linkerpy.config.model import parseLinkerConfig
+        from linkerpy.linker import Linker
+        from linkerpy.plugins.registry import defaultRegistry
+        from twisted.internet.testing import MemoryReactorClock
+
+        text = (
+            "admin: {port: 0}\nrouters:\n- protocol: http\n  servers: [{port: 0}]\n"
+            "  client:\n    kind: io.l5d.static\n    configs:\n    - prefix: /$/inet/{host}/*\n"
+            "      tls: {commonName: '{host}', trustCerts: [/nonexistent/ca.pem]}\n"
+        )
+        config = parseLinkerConfig(loadText(text), defaultRegistry())
+        with self.assertRaises(ConfigError) as ctx:
+            Linker(config, defaultRegistry(), MemoryReactorClock())
+        self.assertIn("routers[0].client.configs[0].tls", str(ctx.exception))
+        self.assertIn("/nonexistent/ca.pem", str(ctx.exception))

@@ -301,6 +301,12 @@ class HttpRouter:
         default = structurePlugin(IResponseClassifierPlugin, {"kind": "io.l5d.http.nonRetryable5XX"}, registry)
         self.adapter = HttpProtocolAdapter(self.reactor, default.plugin.newClassifier(default.config))
         self.core = RoutingCore(label, config, context, namers, self.adapter, rng=self.random)
+        # Read the client TLS files of the configured policy now, so a bad CA
+        # or client certificate is a start-up error (and --check finds it).
+        for entry in self.core.clientEntries.sample():
+            tls = entry.values.get("tls")
+            if tls is not None and tls.enabled:
+                self.adapter.tlsCreators.prepare(tls, configPath=f"{entry.origin}.tls")
         self.identifiers = [
             identifier.plugin.newIdentifier(identifier.config, config.dstPrefix, context.child(identifier.path), "http")
             for identifier in config.identifier
