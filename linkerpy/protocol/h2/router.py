@@ -21,13 +21,11 @@ cancels the upstream stream.
 
 from __future__ import annotations
 
-import random
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from hpack import NeverIndexedHeaderTuple
-from twisted.application.service import MultiService
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -41,6 +39,7 @@ from linkerpy.protocol.h2.errors import ErrorCodes
 from linkerpy.protocol.h2.headers import H2Headers
 from linkerpy.protocol.http import l5d
 from linkerpy.protocol.http.identifiers import Identified
+from linkerpy.router.base import RouterBase, RouterService
 from linkerpy.router.routing import RoutingCore
 
 log = Logger()
@@ -354,117 +353,38 @@ def _describe(request: Any) -> str:
 
 
 @implementer(IRouter)
-class H2Router:
+class H2Router(RouterBase):
     """
     A running C{protocol: h2} router.
     """
 
+    protocolName = "h2"
+    serverAlpn = (b"h2",)
+
     def __init__(self, config: Any, context: Any, namers: Sequence[Tuple[Any, Any]], label: str) -> None:
-        self.config = config
-        self.label = label
-        self.context = context
-        self.reactor = context.reactor
-        self.metrics = context.metrics
-        self.random = random.Random()
-        registry = context.registry
+        self.setUp(config, context, label)
         from linkerpy.config.structure import structurePlugin
         from linkerpy.interfaces import IResponseClassifierPlugin
         from linkerpy.tls.client import ClientTLSCreators
 
-        default = structurePlugin(IResponseClassifierPlugin, {"kind": "io.l5d.h2.nonRetryable5XX"}, registry)
-        self.adapter = H2ProtocolAdapter(self.reactor, default.plugin.newClassifier(default.config), ClientTLSCreators(self.reactor))
+        default = structurePlugin(IResponseClassifierPlugin, {"kind": "io.l5d.h2.nonRetryable5XX"}, context.registry)
+        tlsCreators = ClientTLSCreators(self.reactor)
+        self.adapter = H2ProtocolAdapter(self.reactor, default.plugin.newClassifier(default.config), tlsCreators)
         self.core = RoutingCore(label, config, context, namers, self.adapter, rng=self.random)
-        self.identifiers = [
-            identifier.plugin.newIdentifier(identifier.config, config.dstPrefix, context.child(identifier.path), "h2")
-            for identifier in config.identifier
-        ]
-        self.serverTLS: Dict[int, Any] = {}
-        for i, server in enumerate(config.servers):
-            if server.tls is not None:
-                from linkerpy.tls.server import ServerTLS
-
-                self.serverTLS[i] = ServerTLS(
-                    server.tls,
-                    self.reactor,
-                    f"{context.configPath}.servers[{i}].tls",
-                    alpn=[b"h2"],
-                    metrics=self.metrics.scope("tls", str(i)),
-                )
+        self.prepareClientTLS(tlsCreators)
+        self.identifiers = self.buildIdentifiers()
+        self.buildServerTLS()
         self.accessLog = None
         if config.h2AccessLog:
             from linkerpy.protocol.http.accesslog import AccessLog
 
             self.accessLog = AccessLog(config.h2AccessLog, config.h2AccessLogFormat, config.h2AccessLogAppend)
-        self._service = H2RouterService(self)
+        self._service = RouterService(self)
 
-    # IRouter
-
-    def service(self) -> Any:
-        return self._service
-
-    def interpreter(self) -> Any:
-        return self.core.interpreter
-
-    def baseDtab(self) -> Any:
-        return self.core.baseDtab
-
-    def adminResources(self) -> Dict[str, Any]:
-        """
-        The interpreter's state pages (e.g. a control-plane interpreter's
-        connection and last update), under C{/<label>/...}.
-        """
-        resources = getattr(self.core.interpreter, "adminResources", None)
-        if resources is None:
-            return {}
-        return {f"/{self.label}{path}": resource for path, resource in resources().items()}
-
-    def drain(self, graceSeconds: float) -> Deferred:
-        return self._service.drain(graceSeconds)
-
-    def policyFor(self, path: Any) -> Dict[str, Any]:
-        """
-        The effective service policy for a name (for C{/admin/policy.json}).
-        """
-        from linkerpy.policy.entries import fold
-
-        folded = fold(self.core.serviceEntries.sample(), path)
-        out = folded.describe()
-        out["source"] = self.core.serviceSource.describe()
-        return out
-
-
-class H2RouterService(MultiService):
-    """
-    Opens the router's servers (its children reload TLS certificates);
-    drains them on stop (GOAWAY, then in-flight streams finish).
-    """
-
-    def __init__(self, router: H2Router) -> None:
-        super().__init__()
-        self.router = router
-        for tls in router.serverTLS.values():
-            tls.setServiceParent(self)
-        self.ports: List[Any] = []
-        self.factories: List[Any] = []
-        self._draining: Optional[Deferred] = None
-        self._sweeper: Any = None
-
-    def startService(self) -> None:
-        super().startService()
-        from twisted.internet.task import LoopingCall
-
-        router = self.router
-        for i, server in enumerate(router.config.servers):
-            self.listen(i, server)
-        self._sweeper = LoopingCall(router.core.expireIdle)
-        self._sweeper.clock = router.reactor
-        self._sweeper.start(min(60.0, router.core.idleTtl / 2.0), now=False)
-
-    def listen(self, index: int, server: Any) -> None:
+    def serverFactory(self, index: int, server: Any) -> Any:
         from linkerpy.protocol.h2.connection import H2Settings
         from linkerpy.protocol.h2.server import H2ServerFactory, ServerLimits
 
-        router = self.router
         settings = H2Settings(
             initialStreamWindowBytes=server.initialStreamWindowBytes,
             connectionWindowBytes=server.connectionWindowBytes,
@@ -482,52 +402,16 @@ class H2RouterService(MultiService):
             idleTimeout=(session.idleTimeMs or server.keepAliveIdleTimeMs) / 1000.0,
             lifeTime=session.lifeTimeMs / 1000.0 if session.lifeTimeMs else None,
         )
-        factory = H2ServerFactory(None, settings, limits, clock=router.reactor, maxConnections=server.maxConnections)
-        wrapped: Any = factory
-        if index in router.serverTLS:
-            from linkerpy.tls.server import wrapServerFactory
+        return H2ServerFactory(None, settings, limits, clock=self.reactor, maxConnections=server.maxConnections)
 
-            wrapped = wrapServerFactory(factory, router.serverTLS[index])
-        from linkerpy.net import listenTCP
-
-        port = listenTCP(router.reactor, server.port, wrapped, interface=server.ip, backlog=_backlog(server))
-        address = port.getHost()
-        scopeName = server.label or f"{address.host}/{address.port}"
-        scope = router.metrics.scope("server", scopeName)
+    def serverListening(self, index: int, server: Any, factory: Any, scope: Any, address: Any) -> None:
         factory.setMetrics(scope)
-        # No connection can be accepted before this method returns.
-        factory.handler = H2RequestHandler(router, server, ServerStats(scope))
-        self.ports.append(port)
-        self.factories.append(factory)
-        log.info("router {label} listening on {host}:{port}", label=router.label, host=address.host, port=address.port)
+        factory.handler = H2RequestHandler(self, server, ServerStats(scope))
+        return None
 
-    def drain(self, graceSeconds: float) -> Deferred:
-        if self._draining is not None:
-            return self._draining
-        stops = [succeed(port.stopListening()) for port in self.ports]
-        drains = [factory.drain(graceSeconds) for factory in self.factories]
-        self._draining = DeferredList(stops + drains, consumeErrors=True)
-        return self._draining
-
-    def stopService(self) -> Deferred:
-        if self._sweeper is not None and self._sweeper.running:
-            self._sweeper.stop()
-        d = self.drain(self.router.config.bindingTimeoutMs / 1000.0)
-
-        def closed(_: Any) -> Any:
-            self.router.core.close()
-            if self.router.accessLog is not None:
-                self.router.accessLog.close()
-            return MultiService.stopService(self)
-
-        return d.addBoth(closed)
+    def closed(self) -> None:
+        if self.accessLog is not None:
+            self.accessLog.close()
 
 
-def _backlog(server: Any) -> int:
-    options = server.socketOptions
-    if options is not None and options.backlog:
-        return int(options.backlog)
-    return 1024
-
-
-__all__ = ["H2Router", "H2RequestHandler", "appendVia", "VIA_ENTRY"]
+__all__ = ["H2Router", "H2RequestHandler"]

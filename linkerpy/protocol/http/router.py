@@ -13,12 +13,9 @@ with their status, an C{l5d-err} header and a text body.
 
 from __future__ import annotations
 
-import random
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 from urllib.parse import quote
 
-from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -30,7 +27,7 @@ from linkerpy.protocol.http.adapter import XFCC, HttpProtocolAdapter
 from linkerpy.protocol.http.call import HttpCall
 from linkerpy.protocol.http.identifiers import Identified
 from linkerpy.naming.dtab import Dtab
-from linkerpy.net import listenTCP
+from linkerpy.router.base import RouterBase, RouterService
 from linkerpy.router.routing import RoutingCore
 
 EMPTY_DTAB = Dtab.empty
@@ -281,120 +278,39 @@ def _describe(head: Any) -> str:
 
 
 @implementer(IRouter)
-class HttpRouter:
+class HttpRouter(RouterBase):
     """
     A running C{protocol: http} router.
     """
 
+    protocolName = "http"
+    serverAlpn = (b"http/1.1",)
+
     def __init__(self, config: Any, context: Any, namers: Sequence[Tuple[Any, Any]], label: str) -> None:
-        self.config = config
-        self.label = label
-        self.context = context
-        self.reactor = context.reactor
-        self.metrics = context.metrics
-        self.random = random.Random()
+        self.setUp(config, context, label)
         self.maxErrHeaderBytes = config.maxHeadersKB * 1024
-        registry = context.registry
         from linkerpy.config.structure import structurePlugin
         from linkerpy.interfaces import IResponseClassifierPlugin
 
-        default = structurePlugin(IResponseClassifierPlugin, {"kind": "io.l5d.http.nonRetryable5XX"}, registry)
+        default = structurePlugin(IResponseClassifierPlugin, {"kind": "io.l5d.http.nonRetryable5XX"}, context.registry)
         self.adapter = HttpProtocolAdapter(self.reactor, default.plugin.newClassifier(default.config))
         self.core = RoutingCore(label, config, context, namers, self.adapter, rng=self.random)
-        # Read the client TLS files of the configured policy now, so a bad CA
-        # or client certificate is a start-up error (and --check finds it).
-        for entry in self.core.clientEntries.sample():
-            tls = entry.values.get("tls")
-            if tls is not None and tls.enabled:
-                self.adapter.tlsCreators.prepare(tls, configPath=f"{entry.origin}.tls")
-        self.identifiers = [
-            identifier.plugin.newIdentifier(identifier.config, config.dstPrefix, context.child(identifier.path), "http")
-            for identifier in config.identifier
-        ]
-        self.serverTLS: Dict[int, Any] = {}
-        for i, server in enumerate(config.servers):
-            if server.tls is not None:
-                from linkerpy.tls.server import ServerTLS
-
-                self.serverTLS[i] = ServerTLS(
-                    server.tls,
-                    self.reactor,
-                    f"{context.configPath}.servers[{i}].tls",
-                    alpn=[b"http/1.1"],
-                    metrics=self.metrics.scope("tls", str(i)),
-                )
+        if any(e.values.get("tls") is not None for e in _entries(self.core.clientEntries)):
+            self.prepareClientTLS(self.adapter.tlsCreators)
+        self.identifiers = self.buildIdentifiers()
+        self.buildServerTLS()
         self.accessLog = None
         if config.httpAccessLog:
             from linkerpy.protocol.http.accesslog import AccessLog
 
             self.accessLog = AccessLog(config.httpAccessLog, config.httpAccessLogFormat, config.httpAccessLogAppend)
-        self._service = HttpRouterService(self)
+        self._service = RouterService(self)
 
-    # IRouter
-
-    def service(self) -> Any:
-        return self._service
-
-    def interpreter(self) -> Any:
-        return self.core.interpreter
-
-    def baseDtab(self) -> Any:
-        return self.core.baseDtab
-
-    def adminResources(self) -> Dict[str, Any]:
-        """
-        The interpreter's state pages (e.g. a control-plane interpreter's
-        connection and last update), under C{/<label>/...}.
-        """
-        resources = getattr(self.core.interpreter, "adminResources", None)
-        if resources is None:
-            return {}
-        return {f"/{self.label}{path}": resource for path, resource in resources().items()}
-
-    def drain(self, graceSeconds: float) -> Deferred:
-        return self._service.drain(graceSeconds)
-
-    def policyFor(self, path: Any, scope: str = "service") -> Dict[str, Any]:
-        """
-        The effective service (or client) policy for a name, for
-        C{/admin/policy.json}.
-        """
-        return self.core.describePolicy(path, scope)
-
-
-class HttpRouterService(MultiService):
-    """
-    Opens the router's servers (its children reload TLS certificates);
-    drains them on stop.
-    """
-
-    def __init__(self, router: HttpRouter) -> None:
-        super().__init__()
-        self.router = router
-        for tls in router.serverTLS.values():
-            tls.setServiceParent(self)
-        self.ports: List[Any] = []
-        self.factories: List[Any] = []
-        self._draining: Optional[Deferred] = None
-        self._sweeper: Any = None
-
-    def startService(self) -> None:
-        super().startService()
-        from twisted.internet.task import LoopingCall
-
-        router = self.router
-        for i, server in enumerate(router.config.servers):
-            self.listen(i, server)
-        self._sweeper = LoopingCall(router.core.expireIdle)
-        self._sweeper.clock = router.reactor
-        self._sweeper.start(min(60.0, router.core.idleTtl / 2.0), now=False)
-
-    def listen(self, index: int, server: Any) -> None:
+    def serverFactory(self, index: int, server: Any) -> Any:
         from linkerpy.protocol.http.parser import HeadLimits
         from linkerpy.protocol.http.server import HTTPServerFactory, ServerTimeouts
 
-        router = self.router
-        config = router.config
+        config = self.config
         limits = HeadLimits(
             maxInitialLine=config.maxInitialLineKB * 1024,
             maxHeaderBytes=config.maxHeadersKB * 1024,
@@ -406,59 +322,28 @@ class HttpRouterService(MultiService):
             keepAliveTimeout=(server.serverSession.idleTimeMs or server.keepAliveIdleTimeMs) / 1000.0,
             lifeTime=(server.serverSession.lifeTimeMs / 1000.0) if server.serverSession.lifeTimeMs else None,
         )
-        factory = HTTPServerFactory(
+        return HTTPServerFactory(
             None,
             limits=limits,
             timeouts=timeouts,
-            clock=router.reactor,
+            clock=self.reactor,
             maxConnections=server.maxConnections,
         )
-        wrapped: Any = factory
-        if index in router.serverTLS:
-            from linkerpy.tls.server import wrapServerFactory
 
-            wrapped = wrapServerFactory(factory, router.serverTLS[index])
-        port = listenTCP(router.reactor, server.port, wrapped, interface=server.ip, backlog=_backlog(server))
-        address = port.getHost()
-        scopeName = server.label or f"{address.host}/{address.port}"
-        scope = router.metrics.scope("server", scopeName)
+    def serverListening(self, index: int, server: Any, factory: Any, scope: Any, address: Any) -> None:
         factory.setMetrics(scope)
-        # The handler needs the bound port for its metrics scope; no
-        # connection can be accepted before this method returns.
-        factory.handler = HttpRequestHandler(router, server, ServerStats(scope))
-        self.ports.append(port)
-        self.factories.append(factory)
-        log.info(
-            "router {label} listening on {host}:{port}", label=router.label, host=address.host, port=address.port
-        )
+        # The handler needs the bound port for its metrics scope.
+        factory.handler = HttpRequestHandler(self, server, ServerStats(scope))
+        return None
 
-    def drain(self, graceSeconds: float) -> Deferred:
-        if self._draining is not None:
-            return self._draining
-        stops = [succeed(port.stopListening()) for port in self.ports]
-        drains = [factory.drain(graceSeconds) for factory in self.factories]
-        self._draining = DeferredList(stops + drains, consumeErrors=True)
-        return self._draining
-
-    def stopService(self) -> Deferred:
-        if self._sweeper is not None and self._sweeper.running:
-            self._sweeper.stop()
-        d = self.drain(self.router.config.bindingTimeoutMs / 1000.0)
-
-        def closed(_: Any) -> Any:
-            self.router.core.close()
-            if self.router.accessLog is not None:
-                self.router.accessLog.close()
-            return MultiService.stopService(self)
-
-        return d.addBoth(closed)
+    def closed(self) -> None:
+        if self.accessLog is not None:
+            self.accessLog.close()
 
 
-def _backlog(server: Any) -> int:
-    options = server.socketOptions
-    if options is not None and options.backlog:
-        return int(options.backlog)
-    return 1024
+def _entries(var: Any) -> Any:
+    entries = var.sample()
+    return entries if isinstance(entries, (tuple, list)) else ()
 
 
 __all__ = ["HttpRouter", "HttpRequestHandler"]
