@@ -24,6 +24,7 @@ from linkerpy.admin.resources import (
 from linkerpy.admin.server import AdminRoot, AdminSite
 from linkerpy.config.model import LinkerConfig, routerLabel
 from linkerpy.config.structure import Configured, unstructure
+from linkerpy.net import listenTCP
 from linkerpy.plugins.context import BuildContext
 from linkerpy.telemetry.metrics import MetricsTree
 
@@ -197,7 +198,7 @@ class AdminService(Service):
 
             self.tls.startService()
             factory = wrapServerFactory(site, self.tls)
-        self.port = self.linker.reactor.listenTCP(admin.port, factory, interface=admin.ip)
+        self.port = listenTCP(self.linker.reactor, admin.port, factory, interface=admin.ip, options=admin.socketOptions)
         address = self.port.getHost()
         log.info("admin listening on {host}:{port}", host=address.host, port=address.port)
 

@@ -30,6 +30,8 @@ def setNoDelay(transport: Any, enabled: bool = True) -> bool:
     while transport is not None and seen < 4:
         setter = getattr(type(transport), "setTcpNoDelay", None)
         if setter is not None:
+            if getattr(transport, "_linkerpySocketOptions", None) is not None:
+                return True  # configured socketOptions decide (linkerpy.socketoptions)
             try:
                 transport.setTcpNoDelay(enabled)
                 return True
@@ -345,18 +347,58 @@ def _batching(reactor: Any) -> bool:
     return getattr(reactor, "_linkerpyPending", None) is not None
 
 
-class EagerPort(_tcp.Port):
+class _OptionsPort:
+    """
+    Mixin for listening ports with C{socketOptions} (see
+    L{linkerpy.socketoptions}): applied to the listening socket before it
+    is bound, and to every accepted connection before its protocol starts.
+    """
+
+    socketOptions: Any = None
+
+    def createInternetSocket(self) -> Any:
+        skt = super().createInternetSocket()  # type: ignore[misc]
+        if self.socketOptions is not None:
+            from linkerpy.socketoptions import applyToListening
+
+            applyToListening(skt, self.socketOptions)
+        return skt
+
+    def _useOptions(self, options: Any) -> None:
+        from linkerpy.socketoptions import applyToConnection, transportClass
+
+        self.socketOptions = options
+        cls = transportClass(type(self).transport, options)
+
+        def transport(skt: Any, protocol: Any, addr: Any, server: Any, sessionno: int, reactor: Any) -> Any:
+            t = cls(skt, protocol, addr, server, sessionno, reactor)
+            applyToConnection(t, options)
+            return t
+
+        self.transport = transport
+
+
+class EagerPort(_OptionsPort, _tcp.Port):
     transport = EagerServer
 
 
-class BatchingPort(_tcp.Port):
+class BatchingPort(_OptionsPort, _tcp.Port):
     transport = BatchingServer
 
 
 class EagerConnector(_tcp.Connector):
+    socketOptions: Any = None
+
     def _makeTransport(self) -> Any:
-        cls = BatchingClient if _batching(self.reactor) else EagerClient
-        return cls(self.host, self.port, self.bindAddress, self, self.reactor)
+        base = BatchingClient if _batching(self.reactor) else EagerClient
+        options = self.socketOptions
+        if options is None:
+            return base(self.host, self.port, self.bindAddress, self, self.reactor)
+        from linkerpy.socketoptions import applyToConnection, transportClass
+
+        t = transportClass(base, options)(self.host, self.port, self.bindAddress, self, self.reactor)
+        applyToConnection(t, options)
+        return t
 
 
 def _realReactor(reactor: Any) -> bool:
@@ -392,37 +434,56 @@ def inheritListeners(table: Dict[Tuple[str, int], Tuple[int, int]], reactor: Any
         reactor._linkerpyAdopting = True
 
 
-def _adopt(reactor: Any, cls: Any, found: Tuple[int, int], factory: Any) -> Any:
+def _adopt(reactor: Any, cls: Any, found: Tuple[int, int], factory: Any, options: Any = None) -> Any:
     fd, family = found
     p = cls._fromListeningDescriptor(reactor, fd, family, factory)
+    if options is not None and isinstance(p, _OptionsPort):
+        p._useOptions(options)
     p.startListening()
     return p
 
 
-def listenTCP(reactor: Any, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
+def listenTCP(
+    reactor: Any, port: int, factory: Any, backlog: int = 50, interface: str = "", options: Any = None
+) -> Any:
     """
     C{reactor.listenTCP}, with eagerly writing (or, on a reactor tuned by
     L{tuneReactor}, batching) connections on real reactors; a socket handed
     down by a parent process (L{inheritListeners}) is adopted instead.
+
+    @param options: a C{socketOptions} config object (or C{None}); its
+        C{backlog} overrides C{backlog}, and on real reactors the rest is
+        applied to the socket and to every accepted connection.
     """
+    from linkerpy.socketoptions import backlogOf
+
+    backlog = backlogOf(options, backlog)
     if not _realReactor(reactor):
         return reactor.listenTCP(port, factory, backlog=backlog, interface=interface)
     cls = BatchingPort if _batching(reactor) else EagerPort
     found = _inherited.get((interface, port))
     if found is not None:
-        return _adopt(reactor, cls, found, factory)
+        return _adopt(reactor, cls, found, factory, options)
     p = cls(port, factory, backlog, interface, reactor)
+    if options is not None:
+        p._useOptions(options)
     p.startListening()
     return p
 
 
-def connectTCP(reactor: Any, host: str, port: int, factory: Any, timeout: float = 30, bindAddress: Any = None) -> Any:
+def connectTCP(
+    reactor: Any, host: str, port: int, factory: Any, timeout: float = 30, bindAddress: Any = None, options: Any = None
+) -> Any:
     """
     C{reactor.connectTCP}, with an eagerly writing (or batching) connection
     on real reactors.
+
+    @param options: a C{socketOptions} config object (or C{None}), applied
+        to the connection on real reactors.
     """
     if not _realReactor(reactor):
         return reactor.connectTCP(host, port, factory, timeout=timeout, bindAddress=bindAddress)
     c = EagerConnector(host, port, factory, timeout, bindAddress, reactor)
+    c.socketOptions = options
     c.connect()
     return c

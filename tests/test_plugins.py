@@ -212,6 +212,12 @@ class PackagingTests(SynchronousTestCase):
             self.assertIn(f"twisted/plugins/{dropin}", names)
         self.assertNotIn("twisted/plugins/__init__.py", names)
         self.assertNotIn("twisted/__init__.py", names)
+        # The io.l5d.mesh .proto files ship too, so a user can generate a
+        # client for the mesh API from the installed package.
+        protos = sorted(f for f in os.listdir(os.path.join(REPO, "linkerpy", "namerd", "mesh", "protos")) if f.endswith(".proto"))
+        self.assertIn("interpreter.proto", protos)
+        for proto in protos:
+            self.assertIn(f"linkerpy/namerd/mesh/protos/{proto}", names)
         import tarfile
 
         [sdist] = [f for f in os.listdir(out) if f.endswith(".tar.gz")]

@@ -19,16 +19,26 @@ from linkerpy.tls.config import ServerTlsConfig
 @attrs.frozen
 class SocketOptions:
     """
-    Socket options for a listening or connecting socket (Linkerd's C{socketOptions}).
+    Socket options (Linkerd's C{socketOptions}). On a server (or the admin
+    server, or a control-plane interface) they apply to the listening
+    socket and to every connection it accepts; on a client, to every
+    upstream connection it makes (C{reuseAddr}, C{reusePort} and C{backlog}
+    only mean something on a listener).
     """
 
     noDelay: bool = setting(True, doc="TCP_NODELAY")
-    reuseAddr: bool = setting(True, doc="SO_REUSEADDR")
-    reusePort: bool = setting(False, doc="SO_REUSEPORT (lets several processes share a port)")
-    readTimeoutMs: Optional[int] = setting(None, check=checks.positive, doc="close a connection idle in reads this long")
-    writeTimeoutMs: Optional[int] = setting(None, check=checks.positive, doc="close a connection whose writes stall this long")
+    reuseAddr: bool = setting(True, doc="SO_REUSEADDR on the listening socket")
+    reusePort: bool = setting(False, doc="SO_REUSEPORT on the listening socket (lets several processes share a port)")
+    readTimeoutMs: Optional[int] = setting(
+        None, check=checks.positive, doc="abort a connection on which nothing has been read for this long (null: never)"
+    )
+    writeTimeoutMs: Optional[int] = setting(
+        None, check=checks.positive, doc="abort a connection whose unsent output has not moved for this long (null: never)"
+    )
     keepAlive: bool = setting(False, doc="SO_KEEPALIVE")
-    backlog: Optional[int] = setting(None, check=checks.positive, doc="listen backlog (default: the OS's)")
+    backlog: Optional[int] = setting(
+        None, check=checks.positive, doc="listen backlog (default: 1024 on router servers, 50 on admin and control-plane servers)"
+    )
 
 
 @attrs.frozen

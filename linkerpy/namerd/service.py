@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from linkerpy.admin.server import LimitedRequest
+from linkerpy.net import listenTCP
 from linkerpy.plugins.context import BuildContext
 from linkerpy.telemetry.metrics import MetricsTree
 
@@ -94,11 +95,9 @@ class HttpControllerService(Service):
 
     def startService(self) -> None:
         super().startService()
-        backlog = 50
-        options = self.config.socketOptions
-        if options is not None and options.backlog:
-            backlog = options.backlog
-        self.port = self.reactor.listenTCP(self.config.port, self.site, backlog=backlog, interface=self.config.ip)
+        self.port = listenTCP(
+            self.reactor, self.config.port, self.site, interface=self.config.ip, options=self.config.socketOptions
+        )
         address = self.port.getHost()
         log.info(
             "interface io.l5d.httpController listening on {host}:{port}", host=address.host, port=address.port
@@ -221,7 +220,7 @@ class _AdminService(Service):
         super().startService()
         admin = self.namerd.config.admin
         site = AdminSite(self.namerd.admin, admin.maxRequestBodyKB * 1024, reactor=self.namerd.reactor)
-        self.port = self.namerd.reactor.listenTCP(admin.port, site, interface=admin.ip)
+        self.port = listenTCP(self.namerd.reactor, admin.port, site, interface=admin.ip, options=admin.socketOptions)
         address = self.port.getHost()
         log.info("admin listening on {host}:{port}", host=address.host, port=address.port)
 

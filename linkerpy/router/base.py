@@ -179,7 +179,7 @@ class RouterService(MultiService):
             from linkerpy.tls.server import wrapServerFactory
 
             wrapped = wrapServerFactory(factory, tls)
-        port = listenTCP(router.reactor, server.port, wrapped, interface=server.ip, backlog=backlog(server))
+        port = listenTCP(router.reactor, server.port, wrapped, interface=server.ip, backlog=1024, options=server.socketOptions)
         address = port.getHost()
         scope = router.metrics.scope("server", server.label or f"{address.host}/{address.port}")
         # No connection can be accepted before this method returns.
@@ -214,9 +214,3 @@ class RouterService(MultiService):
 
         return d.addBoth(closed)
 
-
-def backlog(server: Any) -> int:
-    options = server.socketOptions
-    if options is not None and getattr(options, "backlog", None):
-        return int(options.backlog)
-    return 1024

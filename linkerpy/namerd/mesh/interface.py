@@ -17,6 +17,8 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import DeferredList, succeed
 from twisted.logger import Logger
 
+from linkerpy.net import listenTCP
+
 __all__ = ["MeshInterfaceService"]
 
 log = Logger()
@@ -81,11 +83,7 @@ class MeshInterfaceService(MultiService):
             from linkerpy.tls.server import wrapServerFactory
 
             factory = wrapServerFactory(self.factory, self.tls)
-        backlog = 50
-        options = self.config.socketOptions
-        if options is not None and options.backlog:
-            backlog = options.backlog
-        self.port = self.reactor.listenTCP(self.config.port, factory, backlog=backlog, interface=self.config.ip)
+        self.port = listenTCP(self.reactor, self.config.port, factory, interface=self.config.ip, options=self.config.socketOptions)
         address = self.port.getHost()
         log.info("interface io.l5d.mesh listening on {host}:{port}", host=address.host, port=address.port)
 

@@ -235,6 +235,7 @@ class H2ProtocolAdapter(ProtocolAdapter):
             idleTimeout=idle,
             lifeTime=life,
             metrics=client.metrics,
+            socketOptions=policy.get("socketOptions"),
         )
 
     def poolSettingsChanged(self, before: FoldedPolicy, after: FoldedPolicy) -> bool:

@@ -111,8 +111,10 @@ class H2ClientPool:
         idleTimeout: Optional[float] = None,
         lifeTime: Optional[float] = None,
         metrics: Optional[MetricsTree] = None,
+        socketOptions: Any = None,
     ) -> None:
         self.reactor = reactor
+        self.socketOptions = socketOptions
         self.clock = reactor
         self.host = host
         self.port = port
@@ -171,7 +173,9 @@ class H2ClientPool:
         attempt.timer = self.clock.callLater(self.connectTimeout, attempt.timedOut)
         from linkerpy.net import connectTCP
 
-        attempt.connector = connectTCP(self.reactor, self.host, self.port, factory, timeout=self.connectTimeout + 1)
+        attempt.connector = connectTCP(
+            self.reactor, self.host, self.port, factory, timeout=self.connectTimeout + 1, options=self.socketOptions
+        )
 
     def _finishAttempt(self, attempt: _Attempt) -> bool:
         if attempt.done:

@@ -222,6 +222,7 @@ class HttpProtocolAdapter(ProtocolAdapter):
         kwargs: Dict[str, Any] = {
             "connectTimeout": connectMs / 1000.0,
             "responseIdleTimeout": responseMs / 1000.0 if responseMs else None,
+            "socketOptions": policy.get("socketOptions"),
         }
         if pool is not None:
             kwargs.update(minSize=pool.minSize, maxSize=pool.maxSize, maxWaiters=pool.maxWaiters)
@@ -242,7 +243,7 @@ class HttpProtocolAdapter(ProtocolAdapter):
         )
 
     def poolSettingsChanged(self, before: FoldedPolicy, after: FoldedPolicy) -> bool:
-        keys = ("hostConnectionPool", "clientSession", "connectTimeoutMs", "responseIdleTimeoutMs", "tls")
+        keys = ("hostConnectionPool", "clientSession", "connectTimeoutMs", "responseIdleTimeoutMs", "socketOptions", "tls")
         return any(before.values.get(k) != after.values.get(k) for k in keys) or before.captures != after.captures
 
     def prepareAttempt(self, call: Any, client: Client) -> Any:

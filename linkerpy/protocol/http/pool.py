@@ -82,6 +82,8 @@ class PoolSettings:
     @ivar maxHeaderCount: most response header fields accepted.
     @ivar granularity: idle sweeper period; C{None} picks a tenth of the
         smallest idle timeout, between 0.05 s and 1 s.
+    @ivar socketOptions: the client's C{socketOptions} config object (see
+        L{linkerpy.socketoptions}), or C{None}.
     """
 
     minSize: int = 0
@@ -96,6 +98,7 @@ class PoolSettings:
     maxHeadersKB: int = 8
     maxHeaderCount: int = 100
     granularity: Optional[float] = None
+    socketOptions: Any = None
 
     def limits(self) -> HeadLimits:
         return HeadLimits(self.maxInitialLineKB * 1024, self.maxHeadersKB * 1024, self.maxHeaderCount)
@@ -442,7 +445,9 @@ class HTTPConnectionPool:
             factory = TLSMemoryBIOFactory(self._tlsCreator, True, attempt)
         timeout = self.settings.connectTimeout
         attempt.timer = self._clock.callLater(timeout, attempt._timedOut)
-        attempt.connector = connectTCP(self._reactor, self.host, self.port, factory, timeout=timeout + 1)
+        attempt.connector = connectTCP(
+            self._reactor, self.host, self.port, factory, timeout=timeout + 1, options=self.settings.socketOptions
+        )
 
     def _attemptFailed(self, attempt: _ConnectAttempt, reason: Failure, timedOut: bool = False) -> None:
         if attempt.finished:

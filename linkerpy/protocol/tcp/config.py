@@ -165,6 +165,7 @@ class RedirectServerConfig:
     maxConnections: Optional[int] = setting(
         DEFAULT_MAX_CONNECTIONS, check=checks.positive, doc="connections beyond this are closed at once (null: unlimited)"
     )
+    socketOptions: Optional[SocketOptions] = setting(None)
 
 
 def _redirectStatus(value: int) -> Optional[str]:

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from linkerpy.interfaces import IRouter
+from linkerpy.net import listenTCP
 
 log = Logger()
 
@@ -144,7 +145,7 @@ class RedirectService(MultiService):
                 clock=router.reactor,
                 maxConnections=server.maxConnections,
             )
-            port = router.reactor.listenTCP(server.port, factory, interface=server.ip)
+            port = listenTCP(router.reactor, server.port, factory, interface=server.ip, options=server.socketOptions)
             address = port.getHost()
             scope = router.metrics.scope("server", server.label or f"{address.host}/{address.port}")
             factory.setMetrics(scope)
