@@ -10,5 +10,11 @@ from setuptools import find_packages, setup
 
 setup(
     packages=find_packages(include=["linkerpy", "linkerpy.*"]) + ["twisted.plugins"],
-    package_data={"twisted.plugins": ["linkerpy_*.py"]},
+    # (setup.cfg's [options.package_data] is overridden by this keyword, so
+    # every package's data is listed here.)
+    package_data={
+        "twisted.plugins": ["linkerpy_*.py"],
+        "linkerpy": ["py.typed"],
+        "linkerpy.namerd.mesh.protos": ["*.proto"],
+    },
 )

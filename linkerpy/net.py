@@ -42,6 +42,17 @@ def setNoDelay(transport: Any, enabled: bool = True) -> bool:
     return False
 
 
+def peerString(transport: Any) -> str:
+    """
+    C{"host:port"} of a transport's peer, or C{"?"} (for log lines).
+    """
+    try:
+        peer = transport.getPeer()
+        return f"{peer.host}:{peer.port}"
+    except Exception:
+        return "?"
+
+
 # ---------------------------------------------------------------------------
 # Eager and batched writes
 #

@@ -30,6 +30,8 @@ from typing import Any, Dict, Optional, Tuple
 from twisted.internet.task import LoopingCall
 from twisted.python import log
 
+from linkerpy.net import peerString
+
 #: Sweep period bounds (seconds).
 MIN_SWEEP = 0.05
 MAX_SWEEP = 1.0
@@ -190,7 +192,7 @@ class _Sweep:
                     t._stalledSince = None
         for t, which in expired:
             self.watched.discard(t)
-            log.msg(f"socketOptions.{which}TimeoutMs expired: aborting the connection with {_peer(t)}")
+            log.msg(f"socketOptions.{which}TimeoutMs expired: aborting the connection with {peerString(t)}")
             t.abortConnection()
         if not self.watched and self.call is not None:
             self.call.stop()
@@ -207,10 +209,3 @@ def _sweepFor(reactor: Any) -> _Sweep:
         sweep = _sweeps[reactor] = _Sweep(reactor)
     return sweep
 
-
-def _peer(transport: Any) -> str:
-    try:
-        peer = transport.getPeer()
-        return f"{peer.host}:{peer.port}"
-    except Exception:
-        return "?"

@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from linkerpy.errors import messageFor
+from linkerpy.net import peerString
 from linkerpy.naming.dtab import Dtab
 from linkerpy.protocol.http.identifiers import Identified
 from linkerpy.protocol.tcp.clienthello import ClientHelloError, ClientHelloParser
@@ -201,7 +202,7 @@ class TcpServerProtocol(Protocol):
                 hello = self.parser.feed(data)
             except ClientHelloError as e:
                 self.factory.stats.unidentified.value += 1
-                self.factory.note(f"closing a connection from {_peer(self.transport)}: {e.reason}")
+                self.factory.note(f"closing a connection from {peerString(self.transport)}: {e.reason}")
                 self._close(clean=False)
                 return
             if hello is None:
@@ -255,7 +256,7 @@ class TcpServerProtocol(Protocol):
             reasons.append(result.reason)
         else:
             factory.stats.unidentified.value += 1
-            factory.note(f"closing a connection from {_peer(self.transport)}: {'; '.join(reasons) or 'no identifier'}")
+            factory.note(f"closing a connection from {peerString(self.transport)}: {'; '.join(reasons) or 'no identifier'}")
             self._close(clean=True)
             return
         call = self.call = TcpCall(self, result.path, self.settings.connectTimeoutMs)
@@ -360,14 +361,6 @@ def setSocketOptions(transport: Any, noDelay: bool, keepAlive: bool) -> None:
             transport.setTcpKeepAlive(True)
     except (AttributeError, OSError):
         pass  # not a TCP transport (tests), or the socket is already gone
-
-
-def _peer(transport: Any) -> str:
-    try:
-        peer = transport.getPeer()
-        return f"{peer.host}:{peer.port}"
-    except Exception:
-        return "?"
 
 
 class TcpServerFactory(Factory):
