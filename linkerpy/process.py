@@ -131,14 +131,25 @@ def prepareProcess(config: Any) -> Any:
 
 def stopGracefullyOnSIGTERM(reactor: Any, stop: Any) -> None:
     """
-    Handle SIGTERM ourselves once the reactor runs: C{stop()} drains and
-    stops the reactor, and the process exits 0.  (With Twisted's own handler,
-    twistd re-raises the signal after a clean shutdown, so the exit status
-    would be 143 although nothing went wrong.)
+    Handle SIGTERM ourselves: C{stop()} drains and stops the reactor, and the
+    process exits 0.  (With Twisted's own handler, twistd re-raises the
+    signal after a clean shutdown, so the exit status would be 143 although
+    nothing went wrong.)
+
+    The handler is installed at once (a SIGTERM before the reactor runs is
+    acted on when it starts) and again in the I{during startup} phase, just
+    after the reactor installs its own handlers (its trigger was registered
+    when the reactor was made, so it runs first) and before any I{after
+    startup} trigger, such as one opening a port, can run: a SIGTERM sent as
+    soon as a port is seen listening is always ours.
     """
     import signal
 
     def onSignal(signum: int, frame: Any) -> None:
         reactor.callFromThread(stop)
 
-    reactor.callWhenRunning(signal.signal, signal.SIGTERM, onSignal)
+    def install() -> None:
+        signal.signal(signal.SIGTERM, onSignal)
+
+    install()
+    reactor.addSystemEventTrigger("during", "startup", install)
