@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from linkerpy.protocol.tcp.splice import CLIENT, IDLE, ORIGIN, Splice, SpliceResult, closeWrite, isTLS
+from linkerpy.protocol.tcp.splice import CLIENT, IDLE, ORIGIN, SPLICE_BUFFER, Splice, SpliceResult, closeWrite, isTLS
 from linkerpy.telemetry.metrics import Counter
 
 
@@ -93,6 +93,20 @@ class RelayTests(SynchronousTestCase):
         self.assertEqual(client.producerState, "producing")
         self.assertEqual(up.value, 11)
         self.assertEqual(splice.sentBytes, 11)
+
+    def test_largerReadsOnPlainTCP(self) -> None:
+        """
+        Plain TCP transports (Twisted's 64 KiB default) read and buffer
+        SPLICE_BUFFER bytes at a time; others (a TLS layer) are left alone.
+        """
+        splice, client, origin, _, _, _, _ = makeSplice()
+        origin.bufferSize = 65536
+        origin.socket = object()
+        client.bufferSize = 65536
+        splice.start()
+        self.assertEqual(origin.bufferSize, SPLICE_BUFFER)
+        self.assertEqual(client.bufferSize, 65536)
+        self.assertGreater(SPLICE_BUFFER, 65536)
 
     def test_bothWays(self) -> None:
         """

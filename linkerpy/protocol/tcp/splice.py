@@ -33,6 +33,10 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import ISSLTransport
 from twisted.python.failure import Failure
 
+#: Read size (and write-buffer high-water mark) of spliced plain TCP
+#: connections.
+SPLICE_BUFFER = 131072
+
 #: Who ended a splice first.
 CLIENT = "client"
 ORIGIN = "origin"
@@ -188,6 +192,9 @@ class Splice:
         """
         up = self.origin.transport
         down = self.client.transport
+        for t in (up, down):
+            if getattr(t, "bufferSize", None) == 65536 and hasattr(t, "socket"):
+                t.bufferSize = SPLICE_BUFFER
         for chunk in pending:
             if chunk:
                 self._sent(chunk)
