@@ -177,9 +177,9 @@ class ConnectAttempt(ClientFactory):
         seconds = self.timeoutMs / 1000.0
         self.startedAt = self.clock.seconds()
         self.timer = self.clock.callLater(seconds, self._timedOut)
-        self.tcpConnector = self.adapter.reactor.connectTCP(
-            self.connector.host, self.connector.port, factory, timeout=seconds + 1
-        )
+        from linkerpy.net import connectTCP
+
+        self.tcpConnector = connectTCP(self.adapter.reactor, self.connector.host, self.connector.port, factory, timeout=seconds + 1)
         return self.done
 
     @property
