@@ -29,6 +29,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from linkerpy.namerd.client.reconnect import ReconnectingStream
 from linkerpy.namerd.mesh.framing import (
     CONTENT_TYPE,
     GrpcError,
@@ -318,7 +319,7 @@ class _UnaryCall:
             self.result.callback(parsed)
 
 
-class MeshStream:
+class MeshStream(ReconnectingStream):
     """
     One streamed question, called again until stopped.
 
@@ -326,6 +327,8 @@ class MeshStream:
     @param onError: called with a message when namerd ends the stream with
         a status other than OK (e.g. a binding that failed).
     """
+
+    logName = "namerd mesh"
 
     def __init__(
         self,
@@ -339,46 +342,19 @@ class MeshStream:
         description: str = "",
         render: Optional[Callable[[Any], Any]] = None,
     ) -> None:
-        self.connection = connection
-        self.reactor = connection.reactor
-        self.kind = kind
+        super().__init__(connection, kind, description)
         self.method = method
         self.request = request
         self.responseType = responseType
         self.onMessage = onMessage
         self.onError = onError
-        self.description = description
         self.render = render
-        self.state = "idle"
-        self.updates = 0
-        self.reconnects = 0
-        self.lastError: Optional[str] = None
-        self.lastUpdate: Optional[float] = None
         self.lastMessage: Any = None
         self._pending: Optional[Deferred] = None
         self._response: Any = None
         self._reader: Optional[_Reader] = None
-        self._call: Any = None
-        self._delays = connection.newBackoff()
-        self._stopped = True
 
-    def start(self) -> None:
-        if not self._stopped:
-            return
-        self._stopped = False
-        self.connection.streams.append(self)
-        self._connect()
-
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        self.state = "stopped"
-        if self in self.connection.streams:
-            self.connection.streams.remove(self)
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
+    def _drop(self) -> None:
         pending, self._pending = self._pending, None
         if pending is not None and not pending.called:
             pending.cancel()
@@ -389,11 +365,7 @@ class MeshStream:
 
     # -- the loop --------------------------------------------------------------------------
 
-    def _connect(self) -> None:
-        self._call = None
-        if self._stopped:
-            return
-        self.state = "connecting"
+    def _open(self) -> None:
         body = BytesBody(encodeMessage(self.request.SerializeToString()))
         d = self._pending = self.connection.pool.request(self.connection.headers(self.method), body)
         d.addCallbacks(self._gotResponse, self._failed)
@@ -416,10 +388,7 @@ class MeshStream:
             self._serverError(*early)
             self._retry()
             return
-        if self.reconnects and self.lastError is not None:
-            log.info("namerd mesh {kind} stream {what}: reconnected", kind=self.kind, what=self.description)
-        self.state = "connected"
-        self._delays = self.connection.newBackoff()
+        self._opened()
         self._response = response
         reader = self._reader = _Reader(response, self._onMessage, lambda code, message: self._ended(reader, code, message))
         response.body.attach(reader)
@@ -433,16 +402,8 @@ class MeshStream:
             self.connection.errors.incr()
             self.lastError = f"cannot parse namerd's message: {e}"
             return
-        self.updates += 1
-        self.connection.updates.incr()
-        self.lastUpdate = self.reactor.seconds()
         self.lastMessage = message
-        try:
-            self.onMessage(message)
-        except Exception as e:
-            self.connection.errors.incr()
-            self.lastError = f"cannot use namerd's answer: {e}"
-            log.failure("namerd mesh {kind} stream {what}: cannot use the answer", kind=self.kind, what=self.description)
+        self._deliver(self.onMessage, message)
 
     def _serverError(self, code: int, message: str) -> None:
         self.connection.errors.incr()
@@ -476,21 +437,6 @@ class MeshStream:
         self.lastError = f"cannot reach namerd at {self.connection.dst.__unstructure__()}: {failure.getErrorMessage()}"
         self._retry()
 
-    def _retry(self) -> None:
-        if self._stopped:
-            return
-        if self.state == "connected":
-            # Log the transition, not every attempt.
-            log.warn(
-                "namerd mesh {kind} stream {what} lost ({error}); keeping the last answer and reconnecting",
-                kind=self.kind, what=self.description, error=self.lastError,
-            )
-        self.state = "backoff"
-        self.reconnects += 1
-        self.connection.reconnects.incr()
-        delay = next(self._delays)
-        self._call = self.reactor.callLater(delay, self._connect)
-
     def describe(self) -> Dict[str, Any]:
         """
         This stream on the admin page.
@@ -498,14 +444,4 @@ class MeshStream:
         value: Any = None
         if self.lastMessage is not None:
             value = self.render(self.lastMessage) if self.render is not None else str(self.lastMessage)
-        return {
-            "kind": self.kind,
-            "name": self.description,
-            "method": self.method,
-            "state": self.state,
-            "updates": self.updates,
-            "reconnects": self.reconnects,
-            "lastUpdateAt": self.lastUpdate,
-            "lastError": self.lastError,
-            "value": value,
-        }
+        return self._describe(method=self.method, value=value)

@@ -16,7 +16,7 @@ counted, and the last good entries stay.
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Callable, Tuple
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -26,67 +26,53 @@ from linkerpy.interfaces import IPolicySource
 from linkerpy.namerd.client.stream import WatchClient, connectionFor
 from linkerpy.naming import Var
 
-__all__ = ["NamerdPolicySource"]
+__all__ = ["DocumentPolicySource", "NamerdPolicySource"]
 
 log = Logger()
 
 
-class _EntriesVar(Var[Tuple[Any, ...]]):
+class DocumentPolicySource:
     """
-    A Var that tells its observers about every new tuple of entries:
-    C{PolicyEntry} equality ignores the values, so two documents differing
-    only in a value (C{totalTimeoutMs: 600} then C{100}) compare equal.
-    """
+    What the control-plane policy sources share (this module's and
+    L{linkerpy.mesh.policy}'s): a stream of policy documents, each turned
+    into the entries of this source's section; a document this router
+    cannot use is logged and counted (C{policy_errors}) and the last good
+    entries stay.
 
-    __slots__ = ()
-
-    def _set(self, value: Any) -> None:
-        if value is self._value:
-            return
-        self._value = value
-        self._version += 1
-        version = self._version
-        for obs in tuple(self._observers):
-            if self._version != version:
-                return
-            obs._deliver(value)
-
-
-@implementer(IPolicySource)
-class NamerdPolicySource:
-    """
-    A policy source backed by a namerd policy namespace.
+    Subclasses set C{stream} (with C{start}/C{stop}) and feed it to
+    L{_use}.
 
     @ivar scope: C{'service'} or C{'client'}.
     @ivar protocol: the router's protocol (selects the keys entries may use).
     """
 
-    def __init__(self, config: Any, scope: str, protocol: str, context: Any) -> None:
+    stream: Any = None
+
+    def __init__(self, config: Any, scope: str, protocol: str, context: Any, connection: Any) -> None:
         self.config = config
         self.scope = scope
         self.protocol = protocol
         self.context = context
         self.registry = context.registry
-        self.connection = connectionFor(context, config)
+        self.connection = connection
         self.errors = self.connection.metrics.counter("policy_errors")
         self.lastError: Any = None
-        self._entries: "Var[Tuple[Any, ...]]" = _EntriesVar(())
-        url = self.connection.url("policy", watch="true")
-        self.client = WatchClient(self.connection, f"policy {scope}", url, self._onDocument, None, f"{scope} policy")
-        self.client.start()
+        self._entries: "Var[Tuple[Any, ...]]" = Var(())
 
     def entries(self) -> "Var[Tuple[Any, ...]]":
         return self._entries
 
-    def describe(self) -> str:
-        return f"namerd {self.connection.dst.url} ns={self.connection.namespace}"
-
     def stop(self) -> None:
-        self.client.stop()
+        self.stream.stop()
 
-    def _onDocument(self, document: Any) -> None:
+    def _use(self, document: Callable[[], Any]) -> None:
+        """
+        Replace the entries with those of C{document()} (which may raise
+        C{ValueError} for an undecodable document), or keep them if it
+        cannot be used.
+        """
         try:
-            entries = self.entriesOf(document)
+            entries = self.entriesOf(document())
         except (ConfigError, ValueError, TypeError) as e:
             self.errors.incr()
             self.lastError = str(e)
@@ -105,6 +91,8 @@ class NamerdPolicySource:
         The entries of this source's section of a policy document.
 
         @raise ConfigError: the section does not structure for this router.
+        @raise ValueError: the document is malformed, or names a
+            control-plane kind.
         """
         from linkerpy.config.structure import structurePlugin
         from linkerpy.interfaces import IPolicySourcePlugin
@@ -128,3 +116,22 @@ class NamerdPolicySource:
         origin = f"namerd:{self.connection.namespace}/{self.scope}"
         source = configured.plugin.newPolicySource(configured.config, self.scope, self.context.child(origin))
         return tuple(source.entries().sample())
+
+
+@implementer(IPolicySource)
+class NamerdPolicySource(DocumentPolicySource):
+    """
+    A policy source backed by a namerd policy namespace.
+    """
+
+    def __init__(self, config: Any, scope: str, protocol: str, context: Any) -> None:
+        super().__init__(config, scope, protocol, context, connectionFor(context, config))
+        url = self.connection.url("policy", watch="true")
+        self.stream = WatchClient(self.connection, f"policy {scope}", url, self._onDocument, None, f"{scope} policy")
+        self.stream.start()
+
+    def describe(self) -> str:
+        return f"namerd {self.connection.dst.url} ns={self.connection.namespace}"
+
+    def _onDocument(self, document: Any) -> None:
+        self._use(lambda: document)

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlencode
 
 from twisted.logger import Logger
 
+from linkerpy.namerd.client.reconnect import ReconnectingStream
 from linkerpy.namerd.streaming import BodyStream, LineDecoder, newHTTPClient
 
 __all__ = ["NamerdConnection", "WatchClient", "connectionFor"]
@@ -100,7 +101,7 @@ class NamerdConnection:
         }
 
 
-class WatchClient:
+class WatchClient(ReconnectingStream):
     """
     One streamed question (C{bind}, C{addr} or C{policy}), reconnecting
     until stopped.
@@ -119,42 +120,15 @@ class WatchClient:
         onError: Optional[Callable[[str], None]] = None,
         description: str = "",
     ) -> None:
-        self.connection = connection
-        self.reactor = connection.reactor
-        self.kind = kind
+        super().__init__(connection, kind, description)
         self.url = url
         self.onDocument = onDocument
         self.onError = onError
-        self.description = description
-        self.state = "idle"
-        self.updates = 0
-        self.reconnects = 0
-        self.lastError: Optional[str] = None
-        self.lastUpdate: Optional[float] = None
         self.lastDocument: Any = None
         self._stream: Optional[BodyStream] = None
         self._request: Any = None
-        self._call: Any = None
-        self._delays = connection.newBackoff()
-        self._stopped = True
 
-    def start(self) -> None:
-        if not self._stopped:
-            return
-        self._stopped = False
-        self.connection.streams.append(self)
-        self._connect()
-
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        self.state = "stopped"
-        if self in self.connection.streams:
-            self.connection.streams.remove(self)
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
+    def _drop(self) -> None:
         if self._request is not None:
             request, self._request = self._request, None
             request.cancel()
@@ -164,11 +138,7 @@ class WatchClient:
 
     # -- the loop ----------------------------------------------------------------------
 
-    def _connect(self) -> None:
-        self._call = None
-        if self._stopped:
-            return
-        self.state = "connecting"
+    def _open(self) -> None:
         d = self._request = self.connection.http.get(
             self.url, unbuffered=True, reactor=self.reactor, timeout=30.0,
             headers={b"accept": [b"application/json"]},
@@ -194,10 +164,7 @@ class WatchClient:
 
             stream.done.addBoth(refused)
             return
-        if self.reconnects and self.lastError is not None:
-            log.info("namerd {kind} stream {what}: reconnected", kind=self.kind, what=self.description)
-        self.state = "connected"
-        self._delays = self.connection.newBackoff()
+        self._opened()
         stream = self._stream = BodyStream(LineDecoder(self._onLine, MAX_LINE_BYTES))
         response.deliverBody(stream)
         stream.done.addCallbacks(lambda _: self._ended(None, stream), lambda f: self._ended(f, stream))
@@ -211,16 +178,8 @@ class WatchClient:
             # Namerd ends a stream with a plain-text error line.
             self._serverError(line.decode("utf-8", "replace"))
             return
-        self.updates += 1
-        self.connection.updates.incr()
-        self.lastUpdate = self.reactor.seconds()
         self.lastDocument = document
-        try:
-            self.onDocument(document)
-        except Exception as e:
-            self.connection.errors.incr()
-            self.lastError = f"cannot use namerd's answer: {e}"
-            log.failure("namerd {kind} stream {what}: cannot use the answer", kind=self.kind, what=self.description)
+        self._deliver(self.onDocument, document)
 
     def _serverError(self, message: str) -> None:
         self.connection.errors.incr()
@@ -246,29 +205,5 @@ class WatchClient:
         self.lastError = f"cannot reach namerd at {self.connection.dst.url}: {failure.getErrorMessage()}"
         self._retry()
 
-    def _retry(self) -> None:
-        if self._stopped:
-            return
-        if self.state == "connected":
-            # Log the transition, not every attempt.
-            log.warn(
-                "namerd {kind} stream {what} lost ({error}); keeping the last answer and reconnecting",
-                kind=self.kind, what=self.description, error=self.lastError,
-            )
-        self.state = "backoff"
-        self.reconnects += 1
-        self.connection.reconnects.incr()
-        delay = next(self._delays)
-        self._call = self.reactor.callLater(delay, self._connect)
-
     def state_(self) -> Dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "name": self.description,
-            "state": self.state,
-            "updates": self.updates,
-            "reconnects": self.reconnects,
-            "lastUpdateAt": self.lastUpdate,
-            "lastError": self.lastError,
-            "value": self.lastDocument,
-        }
+        return self._describe(value=self.lastDocument)
