@@ -28,9 +28,11 @@ import weakref
 from typing import Any, Dict, Optional, Tuple
 
 from twisted.internet.task import LoopingCall
-from twisted.python import log
+from twisted.logger import Logger
 
 from linkerpy.net import peerString
+
+log = Logger()
 
 #: Sweep period bounds (seconds).
 MIN_SWEEP = 0.05
@@ -167,7 +169,7 @@ class _Sweep:
             self.period = min(self.period, period)
             self.call = LoopingCall(self.sweep)
             self.call.clock = self.reactor
-            self.call.start(self.period, now=False).addErrback(log.err, "socket option sweep")
+            self.call.start(self.period, now=False).addErrback(lambda f: log.failure("socket option sweep", f))
 
     def sweep(self) -> None:
         now = self.reactor.seconds()
@@ -192,7 +194,9 @@ class _Sweep:
                     t._stalledSince = None
         for t, which in expired:
             self.watched.discard(t)
-            log.msg(f"socketOptions.{which}TimeoutMs expired: aborting the connection with {peerString(t)}")
+            log.info(
+                "socketOptions.{which}TimeoutMs expired: aborting the connection with {peer}", which=which, peer=peerString(t)
+            )
             t.abortConnection()
         if not self.watched and self.call is not None:
             self.call.stop()
