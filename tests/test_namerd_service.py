@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import tempfile
 from typing import Any
@@ -120,6 +121,19 @@ class ProcessTests(TestCase):
         self.assertEqual(response.code, 200)
         code = yield proc.ended
         self.assertEqual(code, 0, proc.output.decode(errors="replace"))
+
+    @defer.inlineCallbacks
+    def test_sigterm(self) -> Any:
+        """
+        SIGTERM, even right after the ports open, stops namerd and it exits 0.
+        """
+        proc = TwistdProcess(CONFIG, plugin="linkerpy-namerd")
+        self.addCleanup(proc.stop)
+        yield proc.start(waitFor=("admin", API))
+        proc.signal(signal.SIGTERM)
+        code = yield proc.ended
+        self.assertEqual(code, 0, proc.output.decode(errors="replace"))
+        self.assertIn(b"Server Shut Down.", proc.output)
 
     @defer.inlineCallbacks
     def test_fsStorageCreatedRelativeToWorkingDirectory(self) -> Any:

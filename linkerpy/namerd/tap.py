@@ -90,6 +90,13 @@ def buildOrExit(config: Any, path: Optional[str] = None, err: Any = None) -> Any
 
 def makeService(options: Options) -> Any:
     """
-    Build the namerd service for a parsed configuration.
+    Build the namerd service for a parsed configuration.  SIGTERM stops it
+    like C{POST /admin/shutdown}, and the process exits 0.
     """
-    return buildOrExit(options.namerdConfig, options["config"])
+    from twisted.internet import reactor
+
+    from linkerpy.process import stopGracefullyOnSIGTERM
+
+    service = buildOrExit(options.namerdConfig, options["config"])
+    stopGracefullyOnSIGTERM(reactor, reactor.stop)
+    return service
