@@ -160,20 +160,23 @@ def nameTreeToProto(tree: NameTree) -> Any:
     return out
 
 
-def _fillNameTree(out: Any, tree: NameTree) -> None:
+def _fillTree(out: Any, tree: NameTree, fillLeaf: Callable[[Any, Any], None], what: str) -> None:
+    """
+    Fill a C{NameTree} or C{BoundNameTree} message (same shape but for
+    the leaves, which C{fillLeaf(out.leaf, value)} fills).
+    """
     # Filled in place: appending a built sub-message would copy it (and
     # its whole subtree) at every level.
     if isinstance(tree, Leaf):
-        out.leaf.id.SetInParent()
-        out.leaf.id.elems.extend(tree.value.elems)
+        fillLeaf(out.leaf, tree.value)
     elif isinstance(tree, Alt):
         out.alt.SetInParent()
         for t in tree.trees:
-            _fillNameTree(out.alt.trees.add(), t)
+            _fillTree(out.alt.trees.add(), t, fillLeaf, what)
     elif isinstance(tree, Union):
         out.union.SetInParent()
         for w in tree.trees:
-            _fillNameTree(out.union.trees.add(weight=w.weight).tree, w.tree)
+            _fillTree(out.union.trees.add(weight=w.weight).tree, w.tree, fillLeaf, what)
     elif tree is Neg:
         out.neg.SetInParent()
     elif tree is Fail:
@@ -181,25 +184,27 @@ def _fillNameTree(out: Any, tree: NameTree) -> None:
     elif tree is Empty:
         out.empty.SetInParent()
     else:
-        raise TypeError(f"not a name tree: {tree!r}")
+        raise TypeError(f"not a {what}: {tree!r}")
 
 
-def nameTreeFromProto(message: Any, depth: int = 0) -> NameTree:
+def _treeFromProto(message: Any, leafFrom: Callable[[Any], Any], what: str, depth: int) -> NameTree:
+    """
+    Decode a C{NameTree} or C{BoundNameTree} message; C{leafFrom(leaf)}
+    decodes a leaf's value.
+    """
     if depth > MAX_DEPTH:
-        raise ConvertError("name tree nested too deeply")
+        raise ConvertError(f"{what} nested too deeply")
     which = message.WhichOneof("node")
     if which == "leaf":
-        if not message.leaf.HasField("id"):
-            raise ConvertError("a leaf needs an id")
-        return Leaf(pathFromProto(message.leaf.id, "leaf id"))
+        return Leaf(leafFrom(message.leaf))
     if which == "alt":
-        return Alt(*(nameTreeFromProto(t, depth + 1) for t in message.alt.trees))
+        return Alt(*(_treeFromProto(t, leafFrom, what, depth + 1) for t in message.alt.trees))
     if which == "union":
         branches = []
         for w in message.union.trees:
             if not w.HasField("tree"):
                 raise ConvertError("a union branch needs a tree")
-            branches.append(Weighted(w.weight, nameTreeFromProto(w.tree, depth + 1)))
+            branches.append(Weighted(w.weight, _treeFromProto(w.tree, leafFrom, what, depth + 1)))
         return Union(*branches)
     if which == "neg":
         return Neg
@@ -207,7 +212,26 @@ def nameTreeFromProto(message: Any, depth: int = 0) -> NameTree:
         return Fail
     if which == "empty":
         return Empty
-    raise ConvertError("a name tree node has no value")
+    raise ConvertError(f"a {what} node has no value")
+
+
+def _fillNameLeaf(leaf: Any, path: Path) -> None:
+    leaf.id.SetInParent()
+    leaf.id.elems.extend(path.elems)
+
+
+def _fillNameTree(out: Any, tree: NameTree) -> None:
+    _fillTree(out, tree, _fillNameLeaf, "name tree")
+
+
+def _nameLeafFromProto(leaf: Any) -> Path:
+    if not leaf.HasField("id"):
+        raise ConvertError("a leaf needs an id")
+    return pathFromProto(leaf.id, "leaf id")
+
+
+def nameTreeFromProto(message: Any, depth: int = 0) -> NameTree:
+    return _treeFromProto(message, _nameLeafFromProto, "name tree", depth)
 
 
 # ---------------------------------------------------------------------------
@@ -223,29 +247,15 @@ def boundTreeToProto(tree: NameTree) -> Any:
     return out
 
 
+def _fillBoundLeaf(leaf: Any, bound: Bound) -> None:
+    leaf.id.SetInParent()
+    leaf.id.elems.extend(bound.id.elems)
+    leaf.residual.SetInParent()
+    leaf.residual.elems.extend(bound.residual.elems)
+
+
 def _fillBoundTree(out: Any, tree: NameTree) -> None:
-    if isinstance(tree, Leaf):
-        bound = tree.value
-        out.leaf.id.SetInParent()
-        out.leaf.id.elems.extend(bound.id.elems)
-        out.leaf.residual.SetInParent()
-        out.leaf.residual.elems.extend(bound.residual.elems)
-    elif isinstance(tree, Alt):
-        out.alt.SetInParent()
-        for t in tree.trees:
-            _fillBoundTree(out.alt.trees.add(), t)
-    elif isinstance(tree, Union):
-        out.union.SetInParent()
-        for w in tree.trees:
-            _fillBoundTree(out.union.trees.add(weight=w.weight).tree, w.tree)
-    elif tree is Neg:
-        out.neg.SetInParent()
-    elif tree is Fail:
-        out.fail.SetInParent()
-    elif tree is Empty:
-        out.empty.SetInParent()
-    else:
-        raise TypeError(f"not a bound tree: {tree!r}")
+    _fillTree(out, tree, _fillBoundLeaf, "bound tree")
 
 
 def boundTreeFromProto(message: Any, boundFor: Callable[[Path, Path], Bound], depth: int = 0) -> NameTree:
@@ -255,33 +265,16 @@ def boundTreeFromProto(message: Any, boundFor: Callable[[Path, Path], Bound], de
     @param boundFor: C{boundFor(id, residual)} makes each leaf's L{Bound}
         (the router shares one address var per id).
     """
-    if depth > MAX_DEPTH:
-        raise ConvertError("bound tree nested too deeply")
-    which = message.WhichOneof("node")
-    if which == "leaf":
-        leaf = message.leaf
+
+    def leafFrom(leaf: Any) -> Bound:
         if not leaf.HasField("id"):
             raise ConvertError("a bound leaf needs an id")
         ident = pathFromProto(leaf.id, "bound id")
         if ident.isEmpty:
             raise ConvertError("a bound leaf needs a non-empty id")
-        return Leaf(boundFor(ident, pathFromProto(leaf.residual, "residual")))
-    if which == "alt":
-        return Alt(*(boundTreeFromProto(t, boundFor, depth + 1) for t in message.alt.trees))
-    if which == "union":
-        branches = []
-        for w in message.union.trees:
-            if not w.HasField("tree"):
-                raise ConvertError("a union branch needs a tree")
-            branches.append(Weighted(w.weight, boundTreeFromProto(w.tree, boundFor, depth + 1)))
-        return Union(*branches)
-    if which == "neg":
-        return Neg
-    if which == "fail":
-        return Fail
-    if which == "empty":
-        return Empty
-    raise ConvertError("a bound tree node has no value")
+        return boundFor(ident, pathFromProto(leaf.residual, "residual"))
+
+    return _treeFromProto(message, leafFrom, "bound tree", depth)
 
 
 # ---------------------------------------------------------------------------
