@@ -3,7 +3,8 @@
 What every router protocol (HTTP/1.1, HTTP/2, TCP) shares: the
 L{linkerpy.interfaces.IRouter} methods, server TLS, client TLS files read at
 start-up, and the service that listens on the servers, sweeps idle routes
-and drains on shutdown.
+and drains on shutdown (its listening and draining part, L{ListeningService},
+also serves the httpsRedirect router).
 
 A protocol's router subclasses L{RouterBase} and provides
 C{serverFactory(index, server)} (the plaintext protocol factory of one
@@ -143,7 +144,44 @@ class RouterBase:
         """
 
 
-class RouterService(MultiService):
+class ListeningService(MultiService):
+    """
+    The listening ports of a router's servers and their protocol factories:
+    opened one by one, drained together (ports closed, then each factory's
+    C{drain}).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ports: List[Any] = []
+        self.factories: List[Any] = []
+        self._draining: Optional[Deferred] = None
+
+    def listenOn(self, reactor: Any, server: Any, factory: Any, wrapped: Any = None) -> Any:
+        """
+        Listen on C{server}'s address (with its C{socketOptions}) with
+        C{wrapped} (e.g. a TLS wrapper of C{factory}) or C{factory}.
+
+        @return: the bound address.
+        """
+        port = listenTCP(
+            reactor, server.port, wrapped if wrapped is not None else factory,
+            interface=server.ip, backlog=1024, options=server.socketOptions,
+        )
+        self.ports.append(port)
+        self.factories.append(factory)
+        return port.getHost()
+
+    def drain(self, graceSeconds: float) -> Deferred:
+        if self._draining is not None:
+            return self._draining
+        stops = [succeed(port.stopListening()) for port in self.ports]
+        drains = [factory.drain(graceSeconds) for factory in self.factories]
+        self._draining = DeferredList(stops + drains, consumeErrors=True)
+        return self._draining
+
+
+class RouterService(ListeningService):
     """
     Opens a router's servers (its children reload TLS certificates), sweeps
     idle routes and clients, and drains on stop.
@@ -154,9 +192,6 @@ class RouterService(MultiService):
         self.router = router
         for tls in router.serverTLS.values():
             tls.setServiceParent(self)
-        self.ports: List[Any] = []
-        self.factories: List[Any] = []
-        self._draining: Optional[Deferred] = None
         self._sweeper: Any = None
 
     def startService(self) -> None:
@@ -179,13 +214,10 @@ class RouterService(MultiService):
             from linkerpy.tls.server import wrapServerFactory
 
             wrapped = wrapServerFactory(factory, tls)
-        port = listenTCP(router.reactor, server.port, wrapped, interface=server.ip, backlog=1024, options=server.socketOptions)
-        address = port.getHost()
+        address = self.listenOn(router.reactor, server, factory, wrapped)
         scope = router.metrics.scope("server", server.label or f"{address.host}/{address.port}")
         # No connection can be accepted before this method returns.
         note = router.serverListening(index, server, factory, scope, address)
-        self.ports.append(port)
-        self.factories.append(factory)
         log.info(
             "router {label} listening on {host}:{port}{note}",
             label=router.label,
@@ -193,14 +225,6 @@ class RouterService(MultiService):
             port=address.port,
             note=f" ({note})" if note else "",
         )
-
-    def drain(self, graceSeconds: float) -> Deferred:
-        if self._draining is not None:
-            return self._draining
-        stops = [succeed(port.stopListening()) for port in self.ports]
-        drains = [factory.drain(graceSeconds) for factory in self.factories]
-        self._draining = DeferredList(stops + drains, consumeErrors=True)
-        return self._draining
 
     def stopService(self) -> Deferred:
         if self._sweeper is not None and self._sweeper.running:

@@ -14,15 +14,15 @@ the validated request target; a request without a usable C{Host} gets 400.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from linkerpy.interfaces import IRouter
-from linkerpy.net import listenTCP
+from linkerpy.router.base import ListeningService
 
 log = Logger()
 
@@ -114,7 +114,7 @@ class HttpsRedirectRouter:
         return {"router": self.label, "scope": scope, "name": path.show, "policy": {}, "note": "redirect only"}
 
 
-class RedirectService(MultiService):
+class RedirectService(ListeningService):
     """
     Opens the redirect servers; drains them on stop.
     """
@@ -122,9 +122,6 @@ class RedirectService(MultiService):
     def __init__(self, router: HttpsRedirectRouter) -> None:
         super().__init__()
         self.router = router
-        self.ports: List[Any] = []
-        self.factories: List[Any] = []
-        self._draining: Optional[Deferred] = None
 
     def startService(self) -> None:
         super().startService()
@@ -145,27 +142,16 @@ class RedirectService(MultiService):
                 clock=router.reactor,
                 maxConnections=server.maxConnections,
             )
-            port = listenTCP(router.reactor, server.port, factory, interface=server.ip, options=server.socketOptions)
-            address = port.getHost()
+            address = self.listenOn(router.reactor, server, factory)
             scope = router.metrics.scope("server", server.label or f"{address.host}/{address.port}")
             factory.setMetrics(scope)
             factory.handler = RedirectHandler(config.httpsPort, config.status, scope)
-            self.ports.append(port)
-            self.factories.append(factory)
             log.info(
                 "router {label} listening on {host}:{port} (redirect to https)",
                 label=router.label,
                 host=address.host,
                 port=address.port,
             )
-
-    def drain(self, graceSeconds: float) -> Deferred:
-        if self._draining is not None:
-            return self._draining
-        stops = [succeed(port.stopListening()) for port in self.ports]
-        drains = [factory.drain(graceSeconds) for factory in self.factories]
-        self._draining = DeferredList(stops + drains, consumeErrors=True)
-        return self._draining
 
     def stopService(self) -> Deferred:
         d = self.drain(5.0)
