@@ -494,8 +494,12 @@ class SocketTests(TestCase):
         """
         A client that does not read makes the router stop reading from the
         origin, which then has to pause: the router buffers a bounded amount;
-        once the client reads again every byte arrives.
+        once the client reads again every byte arrives.  (Twisted's relay; the
+        bulk one is L{test_backPressureBulk}.)
         """
+        from linkerpy.protocol.tcp import bulk
+
+        self.patch(bulk, "ENABLED", False)
         origin = listen(self, Firehose)
         router = self.router({"dtab": f"/svc/x => /$/inet/127.0.0.1/{origin.port}", "servers": [{"port": 0, "dstName": "/svc/x"}]})
 
@@ -533,6 +537,66 @@ class SocketTests(TestCase):
         yield client.done
         self.assertEqual(client.count, Firehose.total)
         self.assertGreater(origin.connections[0].pauses, 0)
+
+    @defer.inlineCallbacks
+    def test_backPressureBulk(self) -> Any:
+        """
+        The same with the bulk relay, which a large transfer switches to: the
+        router stops reading from the origin while it holds bytes the client
+        did not take (at most one read's worth, plus what Twisted's bounded
+        buffer held before the switch), and the origin pauses; once the
+        client reads again every byte arrives, and the byte counters count
+        every byte once.
+        """
+        from linkerpy.protocol.tcp import bulk
+
+        origin = listen(self, Firehose)
+        router = self.router({"dtab": f"/svc/x => /$/inet/127.0.0.1/{origin.port}", "servers": [{"port": 0, "dstName": "/svc/x"}]})
+
+        class Slow(Client):
+            def connectionMade(self) -> None:
+                self.count = 0
+                self.transport.pauseProducing()
+
+            def dataReceived(self, data: bytes) -> None:
+                self.count += len(data)
+
+        client = yield connect(self, router.ports[0], Slow())
+        factory = router._service.factories[0]
+
+        def spliced() -> Any:
+            inbound = next(iter(factory.protocols), None)
+            return inbound.splice if inbound is not None else None
+
+        yield waitUntil(
+            lambda: spliced() is not None
+            and spliced()._relays
+            and spliced()._relays[0].blocked
+            and spliced().origin.transport not in reactor.getReaders()
+            and origin.connections
+            and origin.connections[0].paused,
+            120,
+            "the router to stop reading from the origin and the origin to be paused",
+        )
+        splice = spliced()
+        relay = splice._relays[0]
+        self.assertIs(relay.source, splice.origin.transport)
+        self.assertGreater(len(relay.remainder), 0)
+        self.assertLessEqual(len(relay.remainder), bulk.READ_SIZE)
+        transport = splice.client.transport
+        buffered = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        self.assertLess(buffered, 1 << 20)
+        self.assertLess(origin.connections[0].sent, Firehose.total)
+        client.transport.resumeProducing()
+        yield client.done
+        self.assertEqual(client.count, Firehose.total)
+        self.assertGreater(origin.connections[0].pauses, 0)
+        yield waitUntil(lambda: splice.finished, 60, "the router to close both sides")
+        self.assertTrue(relay.closed)
+        self.assertNotIn("doRead", relay.source.__dict__)
+        self.assertEqual(splice.receivedBytes, Firehose.total)
+        self.assertEqual(metric(router, f"rt/tcp/client/$/inet/127.0.0.1/{origin.port}/received_bytes"), Firehose.total)
+        self.assertEqual(metric(router, f"rt/tcp/server/127.0.0.1/{router.ports[0]}/sent_bytes"), Firehose.total)
 
     @defer.inlineCallbacks
     def test_requeueToAnotherEndpoint(self) -> Any:

@@ -27,11 +27,13 @@ then fires C{done} with a L{SpliceResult}.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import ISSLTransport
 from twisted.python.failure import Failure
+
+from linkerpy.protocol.tcp import bulk
 
 #: Read size (and write-buffer high-water mark) of spliced plain TCP
 #: connections.
@@ -178,6 +180,9 @@ class Splice:
         self.lastActivity = clock.seconds()
         self.finished = False
         self._idleCall: Any = None
+        # Bytes relayed in each direction before it tries the bulk relay.
+        self._bulkUpAt = self._bulkDownAt = bulk.BULK_AFTER if bulk.ENABLED else float("inf")
+        self._relays: List[bulk.BulkRelay] = []
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -223,6 +228,15 @@ class Splice:
             counter.value += n
         self.lastActivity = self.clock.seconds()
         self.origin.transport.write(data)
+        if self.sentBytes >= self._bulkUpAt:
+            self._bulkUpAt = float("inf")
+            self._bulk(self.client.transport, self.origin.transport, self._relayedUp)
+
+    def _relayedUp(self, n: int) -> None:
+        self.sentBytes += n
+        for counter in self.upCounters:
+            counter.value += n
+        self.lastActivity = self.clock.seconds()
 
     def clientReadClosed(self) -> None:
         """
@@ -263,6 +277,23 @@ class Splice:
             counter.value += n
         self.lastActivity = self.clock.seconds()
         self.client.transport.write(data)
+        if self.receivedBytes >= self._bulkDownAt:
+            self._bulkDownAt = float("inf")
+            self._bulk(self.origin.transport, self.client.transport, self._relayedDown)
+
+    def _relayedDown(self, n: int) -> None:
+        self.receivedBytes += n
+        for counter in self.downCounters:
+            counter.value += n
+        self.lastActivity = self.clock.seconds()
+
+    def _bulk(self, source: Any, destination: Any, onBytes: Callable[[int], None]) -> None:
+        """
+        A direction carries bulk data: relay it with a L{bulk.BulkRelay}
+        from now on, when both sides are plain TCP sockets.
+        """
+        if not self.finished and bulk.eligible(source) and bulk.eligible(destination):
+            self._relays.append(bulk.BulkRelay(source, destination, onBytes))
 
     def originReadClosed(self) -> None:
         """
@@ -347,6 +378,8 @@ class Splice:
         if self._idleCall is not None and self._idleCall.active():
             self._idleCall.cancel()
         self._idleCall = None
+        for relay in self._relays:
+            relay.close()
         result = SpliceResult(self.sentBytes, self.receivedBytes, self.endedBy or CLIENT, self.clean, self.originError)
         if self.onEnd is not None:
             self.onEnd(self, result)
