@@ -63,8 +63,9 @@ _EAGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
 #: to exercise Twisted's path with large transfers).
 ENABLED = True
 
-_buffer = bytearray(READ_SIZE)
-_view = memoryview(_buffer)
+# The read buffer shared by every relay (made by the first one).
+_buffer: Any = None
+_view: Any = None
 
 
 def eligible(transport: Any) -> bool:
@@ -106,6 +107,10 @@ class BulkRelay:
         @param onBytes: called with the number of bytes of each read
             (metrics, idle tracking).
         """
+        global _buffer, _view
+        if _buffer is None:
+            _buffer = bytearray(READ_SIZE)
+            _view = memoryview(_buffer)
         self.source = source
         self.destination = destination
         self.onBytes = onBytes
