@@ -166,6 +166,7 @@ class BatchedWriteTests(SynchronousTestCase):
 
         def script(transport: Any) -> None:
             self.assertIsInstance(transport, net.BatchingServer)
+            self.reactor._linkerpyBatching = True  # as in a poll with several events
             transport.write(b"a")
             transport.writeSequence([b"b", b"c"])
             transport.write(b"")
@@ -186,7 +187,9 @@ class BatchedWriteTests(SynchronousTestCase):
         sent: List[Any] = []
 
         def script(transport: Any) -> None:
+            self.reactor._linkerpyBatching = True  # as in a poll with several events
             transport.write(b"hello")
+            self.assertEqual(transport._batch, [b"hello"])
             sent.append(transport)
 
         reactor = self.reactor
@@ -215,6 +218,44 @@ class BatchedWriteTests(SynchronousTestCase):
             reactor._poller.close()
         self.assertEqual(seen, [(None, [])])
 
+    def test_singleEventSendsAtOnce(self) -> None:
+        """
+        In a turn whose poll returned one event there is nothing to batch
+        with: a write is sent at once.
+        """
+
+        def script(transport: Any) -> None:
+            self.reactor._linkerpyBatching = False  # as after a one-event poll
+            transport.write(b"at once")
+            self.assertIsNone(transport._batch)
+            self.assertEqual(self.reactor._linkerpyPending, [])
+            transport.loseConnection()
+
+        client = self.exchange(script)
+        self.assertEqual(client.data, b"at once")
+        client.reason.trap(ConnectionDone)
+
+    def test_batchingFollowsThePoll(self) -> None:
+        """
+        The loop batches a turn's writes only when its poll returned more
+        than one event.
+        """
+        reactor = EPollReactor()
+        self.addCleanup(reactor._poller.close)
+        polls = [[(1000, reactor._POLL_IN)], [(1000, reactor._POLL_IN), (1001, reactor._POLL_IN)], []]
+
+        class Poller:
+            def poll(self, timeout: float, maxevents: int) -> Any:
+                return polls.pop(0)
+
+        reactor._poller = Poller()
+        self.assertTrue(net.tuneReactor(reactor))
+        seen = []
+        for _ in range(3):
+            reactor.doIteration(0)
+            seen.append(reactor._linkerpyBatching)
+        self.assertEqual(seen, [False, True, False])
+
     def test_largeWrites(self) -> None:
         """
         Writes past the batch limit (sent at once, the rest through
@@ -239,6 +280,7 @@ class BatchedWriteTests(SynchronousTestCase):
         """
 
         def script(transport: Any) -> None:
+            self.reactor._linkerpyBatching = True
             transport.write(b"never sent")
             transport.abortConnection()
             self.assertIsNone(transport._batch)
@@ -253,7 +295,9 @@ class BatchedWriteTests(SynchronousTestCase):
         """
 
         def script(transport: Any) -> None:
+            self.reactor._linkerpyBatching = True
             transport.write(b"half")
+            self.assertEqual(transport._batch, [b"half"])
             transport.loseWriteConnection()
             transport.reactor.callLater(0.05, transport.loseConnection)
 

@@ -166,8 +166,7 @@ class FusedService:
                                 self.attempt(call)
                                 return
                         retries.exhausted.value += 1
-                retries.perRequest.add(float(call.retries))
-            self.latency.add((self.seconds() - call.serviceStart) * 1000.0)
+            latencyMs = (self.seconds() - call.serviceStart) * 1000.0
             rc = call.responseClass = classified(call, result)
             if rc is SUCCESS:
                 self.success.value += 1
@@ -175,8 +174,16 @@ class FusedService:
                 self.failures.value += 1
         except Exception:
             _discard(result)
-            result = Failure()
+            call.whenDone(Failure(), call)
+            return
+        # The response goes out first; the histograms are not on its path.
         call.whenDone(result, call)
+        try:
+            if retries is not None:
+                retries.perRequest.add(float(call.retries))
+            self.latency.add(latencyMs)
+        except Exception:
+            log.failure("service statistics failed")
 
 
 class FusedClient:
@@ -302,8 +309,8 @@ class FusedClient:
         """
         Client statistics for the attempt, then up to the service.
         """
+        latencyMs = (self.seconds() - call.clientStart) * 1000.0
         try:
-            self.latency.add((self.seconds() - call.clientStart) * 1000.0)
             if call.classifier is None:
                 call.classifier = self.adapter.defaultClassifier
             rc = classified(call, result)
@@ -321,3 +328,5 @@ class FusedClient:
         except Exception:
             log.failure("client statistics failed")
         call.service.attemptDone(call, result)
+        # After the response went out (or the retry was scheduled).
+        self.latency.add(latencyMs)

@@ -223,13 +223,15 @@ class HttpRequestHandler:
             stats.success.value += 1
         else:
             stats.failures.value += 1
-        stats.latency.add((self.reactor.seconds() - exchange.startedAt) * 1000.0)
-        if self.accessLog is not None:
-            self.accessLog.log(exchange, call, head.status, head.contentLength)
+        latencyMs = (self.reactor.seconds() - exchange.startedAt) * 1000.0
         if head.status == 101 and call.request.isUpgrade and getattr(response, "tunnel", None) is not None:
             exchange.upgrade(head, response.tunnel)
-            return
-        exchange.respond(head).streamFrom(response.body)
+        else:
+            exchange.respond(head).streamFrom(response.body)
+        # After the response head (and a body already here) went out.
+        stats.latency.add(latencyMs)
+        if self.accessLog is not None:
+            self.accessLog.log(exchange, call, head.status, head.contentLength)
 
     def failed(self, failure: Failure, call: HttpCall) -> None:
         self.inFlight -= 1
