@@ -46,6 +46,7 @@ reactor calls), and otherwise leaves both transports to Twisted:
 from __future__ import annotations
 
 import errno
+import mmap
 from typing import Any, Callable
 
 from twisted.internet import main, tcp
@@ -109,7 +110,10 @@ class BulkRelay:
         """
         global _buffer, _view
         if _buffer is None:
-            _buffer = bytearray(READ_SIZE)
+            # Memory that never moves: PyPy then reads into it and sends from
+            # it directly (with a bytearray it copies through a temporary
+            # buffer each way); the same on CPython.
+            _buffer = mmap.mmap(-1, READ_SIZE)
             _view = memoryview(_buffer)
         self.source = source
         self.destination = destination
