@@ -179,7 +179,9 @@ class ConnectAttempt(ClientFactory):
         self.timer = self.clock.callLater(seconds, self._timedOut)
         from linkerpy.net import connectTCP
 
-        self.tcpConnector = connectTCP(self.adapter.reactor, self.connector.host, self.connector.port, factory, timeout=seconds + 1)
+        # No timeout of Twisted's own: self.timer bounds the connect (and
+        # the TLS handshake) and stops the connector.
+        self.tcpConnector = connectTCP(self.adapter.reactor, self.connector.host, self.connector.port, factory, timeout=None)
         return self.done
 
     @property
