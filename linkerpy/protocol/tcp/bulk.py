@@ -176,10 +176,11 @@ class BulkRelay:
         return not self.remainder
 
     def _block(self) -> None:
-        if not self.blocked:
-            self.blocked = True
-            self.source.stopReading()
-            self.destination.startWriting()
+        # Every time, not only the first: something may have resumed
+        # reading meanwhile (both calls cost nothing when already so).
+        self.blocked = True
+        self.source.stopReading()
+        self.destination.startWriting()
 
     def doWrite(self) -> Any:
         """
