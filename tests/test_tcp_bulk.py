@@ -23,8 +23,8 @@ from tests.test_tcp_support import Client, HashingEcho, buildTcpRouter, connect,
 class FakeTransport:
     """
     Just enough of a Twisted TCP transport for a L{bulk.BulkRelay}: a real
-    non-blocking socket, Twisted's write buffer fields, and a record of the
-    reactor registrations asked for.
+    non-blocking socket, Twisted's write buffer fields, and whether it was
+    last asked to read and to write.
     """
 
     def __init__(self, skt: socket.socket) -> None:
