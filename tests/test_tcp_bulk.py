@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from linkerpy.protocol.tcp import bulk
 from tests.support import waitUntil
-from tests.test_tcp_support import Client, HashingEcho, buildTcpRouter, connect, listen, metric
+from tests.test_tcp_support import Client, HashingEcho, connect, listen, metric, startTcpRouter
 
 
 class FakeTransport:
@@ -260,12 +260,7 @@ class SwitchTests(TestCase):
             start(splice, *args, **kwargs)
 
         self.patch(Splice, "start", recordingStart)
-        router = buildTcpRouter({"dtab": f"/svc/x => /$/inet/127.0.0.1/{port}", "servers": [{"port": 0, "dstName": "/svc/x"}]}, reactor)
-        service = router.service()
-        service.startService()
-        self.addCleanup(service.stopService)
-        router.ports = [p.getHost().port for p in service.ports]
-        return router
+        return startTcpRouter(self, {"dtab": f"/svc/x => /$/inet/127.0.0.1/{port}", "servers": [{"port": 0, "dstName": "/svc/x"}]})
 
     @defer.inlineCallbacks
     def test_bulkBothWays(self) -> Any:

@@ -27,11 +27,13 @@ from tests.test_tcp_support import (
     EchoOrigin,
     Firehose,
     GreetAndHalfClose,
+    SlowReader,
     buildTcpRouter,
     closedPort,
     connect,
     listen,
     metric,
+    startTcpRouter,
     tempdir,
 )
 
@@ -422,12 +424,18 @@ class SocketTests(TestCase):
     timeout = TIMEOUT
 
     def router(self, raw: Dict[str, Any], namers: Any = ()) -> Any:
-        router = buildTcpRouter(raw, reactor, namers)
-        service = router.service()
-        service.startService()
-        self.addCleanup(service.stopService)
-        router.ports = [p.getHost().port for p in service.ports]
-        return router
+        return startTcpRouter(self, raw, namers)
+
+    @defer.inlineCallbacks
+    def slowClientBehindFirehose(self) -> Any:
+        """
+        A router in front of a L{Firehose} origin, and a connected client
+        that does not read: fires with C{(origin, router, client)}.
+        """
+        origin = listen(self, Firehose)
+        router = self.router({"dtab": f"/svc/x => /$/inet/127.0.0.1/{origin.port}", "servers": [{"port": 0, "dstName": "/svc/x"}]})
+        client = yield connect(self, router.ports[0], SlowReader())
+        return origin, router, client
 
     @defer.inlineCallbacks
     def test_echo(self) -> Any:
@@ -500,18 +508,7 @@ class SocketTests(TestCase):
         from linkerpy.protocol.tcp import bulk
 
         self.patch(bulk, "ENABLED", False)
-        origin = listen(self, Firehose)
-        router = self.router({"dtab": f"/svc/x => /$/inet/127.0.0.1/{origin.port}", "servers": [{"port": 0, "dstName": "/svc/x"}]})
-
-        class Slow(Client):
-            def connectionMade(self) -> None:
-                self.count = 0
-                self.transport.pauseProducing()
-
-            def dataReceived(self, data: bytes) -> None:
-                self.count += len(data)
-
-        client = yield connect(self, router.ports[0], Slow())
+        origin, router, client = yield self.slowClientBehindFirehose()
         factory = router._service.factories[0]
 
         def routerToClient() -> Any:
@@ -550,18 +547,7 @@ class SocketTests(TestCase):
         """
         from linkerpy.protocol.tcp import bulk
 
-        origin = listen(self, Firehose)
-        router = self.router({"dtab": f"/svc/x => /$/inet/127.0.0.1/{origin.port}", "servers": [{"port": 0, "dstName": "/svc/x"}]})
-
-        class Slow(Client):
-            def connectionMade(self) -> None:
-                self.count = 0
-                self.transport.pauseProducing()
-
-            def dataReceived(self, data: bytes) -> None:
-                self.count += len(data)
-
-        client = yield connect(self, router.ports[0], Slow())
+        origin, router, client = yield self.slowClientBehindFirehose()
         factory = router._service.factories[0]
 
         def spliced() -> Any:

@@ -37,6 +37,19 @@ def buildTcpRouter(raw: Dict[str, Any], clock: Any, namers: Sequence[Any] = ()) 
     return router
 
 
+def startTcpRouter(case: Any, raw: Dict[str, Any], namers: Sequence[Any] = ()) -> Any:
+    """
+    Build and start a TCP router on the real reactor for test C{case}
+    (stopped at cleanup); C{router.ports} are its servers' ports.
+    """
+    router = buildTcpRouter(raw, reactor, namers)
+    service = router.service()
+    service.startService()
+    case.addCleanup(service.stopService)
+    router.ports = [p.getHost().port for p in service.ports]
+    return router
+
+
 def metric(router: Any, name: str) -> Any:
     return router.rootMetrics.flatten().get(name)
 
@@ -264,6 +277,20 @@ class Client(protocol.Protocol):
     def connectionLost(self, reason: Failure) -> None:
         self.lost = reason
         self.done.callback(self)
+
+
+class SlowReader(Client):
+    """
+    A client that reads nothing until its transport is resumed, then counts
+    what it receives.
+    """
+
+    def connectionMade(self) -> None:
+        self.count = 0
+        self.transport.pauseProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.count += len(data)
 
 
 class _OneClient(protocol.ClientFactory):

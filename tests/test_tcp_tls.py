@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 
 from tests.support import waitUntil
 from tests.test_tcp_router import NO_REQUEUES
-from tests.test_tcp_support import Client, EchoOrigin, buildTcpRouter, connect, listen, metric, tempdir
+from tests.test_tcp_support import Client, EchoOrigin, connect, listen, metric, startTcpRouter, tempdir
 
 TIMEOUT = 240
 
@@ -49,12 +49,7 @@ class TLSTests(TestCase):
         return ssl.optionsForClientTLS(name, trustRoot=trust)
 
     def router(self, raw: Dict[str, Any]) -> Any:
-        router = buildTcpRouter(raw, reactor)
-        service = router.service()
-        service.startService()
-        self.addCleanup(service.stopService)
-        router.ports = [p.getHost().port for p in service.ports]
-        return router
+        return startTcpRouter(self, raw)
 
     @defer.inlineCallbacks
     def talk(self, port: int, name: str, payload: bytes = b"hello") -> Any:
