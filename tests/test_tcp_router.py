@@ -427,6 +427,22 @@ class SocketTests(TestCase):
         return startTcpRouter(self, raw, namers)
 
     @defer.inlineCallbacks
+    def boundedThenDelivered(self, transport: Any, origin: Any, client: Any) -> Any:
+        """
+        While the client does not read, the router holds less than 1 MiB for
+        it in C{transport} and the origin has not sent everything; once the
+        client reads, every byte arrives, and the origin was paused on the
+        way.
+        """
+        buffered = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        self.assertLess(buffered, 1 << 20)
+        self.assertLess(origin.connections[0].sent, Firehose.total)
+        client.transport.resumeProducing()
+        yield client.done
+        self.assertEqual(client.count, Firehose.total)
+        self.assertGreater(origin.connections[0].pauses, 0)
+
+    @defer.inlineCallbacks
     def slowClientBehindFirehose(self) -> Any:
         """
         A router in front of a L{Firehose} origin, and a connected client
@@ -527,13 +543,7 @@ class SocketTests(TestCase):
             "the router and the origin to be paused",
         )
         transport = routerToClient()
-        buffered = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
-        self.assertLess(buffered, 1 << 20)
-        self.assertLess(origin.connections[0].sent, Firehose.total)
-        client.transport.resumeProducing()
-        yield client.done
-        self.assertEqual(client.count, Firehose.total)
-        self.assertGreater(origin.connections[0].pauses, 0)
+        yield self.boundedThenDelivered(transport, origin, client)
 
     @defer.inlineCallbacks
     def test_backPressureBulk(self) -> Any:
@@ -570,13 +580,7 @@ class SocketTests(TestCase):
         self.assertGreater(len(relay.remainder), 0)
         self.assertLessEqual(len(relay.remainder), bulk.READ_SIZE)
         transport = splice.client.transport
-        buffered = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
-        self.assertLess(buffered, 1 << 20)
-        self.assertLess(origin.connections[0].sent, Firehose.total)
-        client.transport.resumeProducing()
-        yield client.done
-        self.assertEqual(client.count, Firehose.total)
-        self.assertGreater(origin.connections[0].pauses, 0)
+        yield self.boundedThenDelivered(transport, origin, client)
         yield waitUntil(lambda: splice.finished, 60, "the router to close both sides")
         self.assertTrue(relay.closed)
         self.assertNotIn("doRead", relay.source.__dict__)
