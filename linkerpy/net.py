@@ -42,6 +42,14 @@ def setNoDelay(transport: Any, enabled: bool = True) -> bool:
     return False
 
 
+def holdsOutput(transport: Any) -> bool:
+    """
+    Whether Twisted holds output for a TCP transport that the kernel has
+    not taken (in its write buffer; an open write batch not counted).
+    """
+    return bool(transport._tempDataBuffer) or transport.offset < len(transport.dataBuffer)
+
+
 def peerString(transport: Any) -> str:
     """
     C{"host:port"} of a transport's peer, or C{"?"} (for log lines).

@@ -30,7 +30,7 @@ from typing import Any, Dict, Optional, Tuple
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from linkerpy.net import peerString
+from linkerpy.net import holdsOutput, peerString
 
 log = Logger()
 
@@ -107,13 +107,6 @@ class _Timed:
         return super().doWrite()  # type: ignore[misc]
 
 
-def _pending(transport: Any) -> bool:
-    """
-    Whether C{transport} holds output the kernel has not taken.
-    """
-    return bool(transport._tempDataBuffer) or transport.offset < len(transport.dataBuffer)
-
-
 def applyToConnection(transport: Any, options: Any) -> None:
     """
     Apply C{noDelay} and C{keepAlive} to a new TCP transport and, when its
@@ -136,14 +129,6 @@ def applyToConnection(transport: Any, options: Any) -> None:
         transport._writeTimeout = write
         transport._lastRead = transport.reactor.seconds()
         _sweepFor(transport.reactor).watch(transport)
-
-
-def configured(transport: Any) -> bool:
-    """
-    Whether C{socketOptions} were applied to C{transport} (then
-    C{TCP_NODELAY} is theirs to decide).
-    """
-    return getattr(transport, "_linkerpySocketOptions", None) is not None
 
 
 class _Sweep:
@@ -185,7 +170,7 @@ class _Sweep:
                 expired.append((t, "read"))
                 continue
             if t._writeTimeout is not None:
-                if _pending(t):
+                if holdsOutput(t):
                     if t._stalledSince is None:
                         t._stalledSince = now
                     elif now - t._stalledSince >= t._writeTimeout:

@@ -51,6 +51,8 @@ from typing import Any, Callable
 
 from twisted.internet import main, tcp
 
+from linkerpy.net import holdsOutput
+
 #: A direction switches to the bulk relay once it has relayed this many
 #: bytes the ordinary way.
 BULK_AFTER = 65536
@@ -88,7 +90,7 @@ def _holdsOutput(transport: Any) -> bool:
     """
     if getattr(transport, "_batch", None) is not None:
         transport._flushBatch()
-    return bool(transport._tempDataBuffer) or transport.offset < len(transport.dataBuffer)
+    return holdsOutput(transport)
 
 
 class BulkRelay:
