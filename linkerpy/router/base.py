@@ -34,6 +34,7 @@ class RouterBase:
     @cvar protocolName: C{'http'}, C{'h2'}, C{'tcp'}.
     @cvar serverAlpn: ALPN protocols offered by TLS servers (C{None}: none).
     @ivar core: the L{linkerpy.router.routing.RoutingCore}.
+    @ivar adapter: the protocol adapter (its C{tlsCreators} originate TLS).
     @ivar serverTLS: server index to L{linkerpy.tls.server.ServerTLS}.
     """
 
@@ -73,11 +74,13 @@ class RouterBase:
                     metrics=self.metrics.scope("tls", str(i)),
                 )
 
-    def prepareClientTLS(self, tlsCreators: Any) -> None:
+    def prepareClientTLS(self) -> None:
         """
         Read the client TLS files of the policy known now, so a bad CA or
         client certificate is a start-up error (and C{--check} finds it).
-        Policies pushed later by a control plane are checked when used.
+        Policies pushed later by a control plane are checked when used.  The
+        adapter's C{tlsCreators} (and with them the TLS libraries) are only
+        touched when some client policy enables TLS.
         """
         from linkerpy.config.errors import ConfigError
 
@@ -90,7 +93,7 @@ class RouterBase:
             if tls is None or not tls.enabled:
                 continue
             try:
-                tlsCreators.prepare(tls, configPath=f"{entry.origin or self.context.configPath + '.client'}.tls")
+                self.adapter.tlsCreators.prepare(tls, configPath=f"{entry.origin or self.context.configPath + '.client'}.tls")
             except ConfigError as e:
                 problems.extend(e.problems)
         if problems:

@@ -371,7 +371,7 @@ class H2Router(RouterBase):
         tlsCreators = ClientTLSCreators(self.reactor)
         self.adapter = H2ProtocolAdapter(self.reactor, default.plugin.newClassifier(default.config), tlsCreators)
         self.core = RoutingCore(label, config, context, namers, self.adapter, rng=self.random)
-        self.prepareClientTLS(tlsCreators)
+        self.prepareClientTLS()
         self.identifiers = self.buildIdentifiers()
         self.buildServerTLS()
         self.accessLog = None

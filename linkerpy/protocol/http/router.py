@@ -297,8 +297,7 @@ class HttpRouter(RouterBase):
         default = structurePlugin(IResponseClassifierPlugin, {"kind": "io.l5d.http.nonRetryable5XX"}, context.registry)
         self.adapter = HttpProtocolAdapter(self.reactor, default.plugin.newClassifier(default.config))
         self.core = RoutingCore(label, config, context, namers, self.adapter, rng=self.random)
-        if any(e.values.get("tls") is not None for e in _entries(self.core.clientEntries)):
-            self.prepareClientTLS(self.adapter.tlsCreators)
+        self.prepareClientTLS()
         self.identifiers = self.buildIdentifiers()
         self.buildServerTLS()
         self.accessLog = None
@@ -341,11 +340,6 @@ class HttpRouter(RouterBase):
     def closed(self) -> None:
         if self.accessLog is not None:
             self.accessLog.close()
-
-
-def _entries(var: Any) -> Any:
-    entries = var.sample()
-    return entries if isinstance(entries, (tuple, list)) else ()
 
 
 __all__ = ["HttpRouter", "HttpRequestHandler"]

@@ -37,10 +37,9 @@ class TcpRouter(RouterBase):
         self.setUp(config, context, label)
         from linkerpy.tls.client import ClientTLSCreators
 
-        self.tlsCreators = ClientTLSCreators(self.reactor)
-        self.adapter = TcpProtocolAdapter(self.reactor, self.tlsCreators)
+        self.adapter = TcpProtocolAdapter(self.reactor, ClientTLSCreators(self.reactor))
         self.core = RoutingCore(label, config, context, namers, self.adapter, rng=self.random)
-        self.prepareClientTLS(self.tlsCreators)
+        self.prepareClientTLS()
         self.identifiers = self.buildIdentifiers()
         self.buildServerTLS()
         self.settings: List[ServerSettings] = []
