@@ -147,7 +147,7 @@ class FusedService:
         try:
             retries = self.retries
             if retries is not None:
-                if classified(call, result) is RETRYABLE and call.bodyReplayable:
+                if classified(call, result) is RETRYABLE and call.bodyReplayable and not call.aborted:
                     schedule = call.backoff
                     if schedule is None:
                         schedule = call.backoff = retries.backoff.newBackoff(retries.random)
@@ -157,14 +157,11 @@ class FusedService:
                             _discard(result)
                             call.retries += 1
                             retries.total.value += 1
-                            if call.aborted:
-                                pass  # the client is gone: no more attempts
-                            elif delay > 0:
+                            if delay > 0:
                                 call.pending = self.reactor.callLater(delay, self._retry, call)
-                                return
                             else:
                                 self.attempt(call)
-                                return
+                            return
                         retries.exhausted.value += 1
             latencyMs = (self.seconds() - call.serviceStart) * 1000.0
             rc = call.responseClass = classified(call, result)
