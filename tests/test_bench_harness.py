@@ -33,6 +33,7 @@ from bench.harness.parsing import (
 from bench.harness.procs import busyShare, cpuList, cpuSeconds
 from bench.harness.scenarios import CaseData, wrkRunMetrics
 from bench.harness.stats import Summary, ratio, summarise
+from bench.harness.portforward import parseRoute
 from bench.harness.targets import linkerpyArgv
 
 WRK_TEXT = """\
@@ -630,8 +631,20 @@ class OptionTests(SynchronousTestCase):
                                        "twisted-rp-pypy"])
         self.assertEqual(specs["linkerpy-w2"].workers, 2)
         self.assertEqual(specs["linkerpy-pypy"].runtime, "pypy")
-        self.assertEqual([t.name for t in targetsFor("tcp", parseOptions([]))], ["direct", "haproxy", "linkerpy"])
+        self.assertEqual([t.name for t in targetsFor("tcp", parseOptions([]))],
+                         ["direct", "haproxy", "twisted-pf", "twisted-pf-tuned", "linkerpy"])
         self.assertEqual([t.name for t in targetsFor("tls", parseOptions([]))], ["nginx", "linkerpy"])
+
+    def test_portforwardRoutes(self) -> None:
+        """
+        The plain Twisted forwarder takes C{LISTEN:TARGET} port pairs and
+        refuses anything else.
+        """
+        import argparse
+
+        self.assertEqual(parseRoute("8080:9000"), (8080, 9000))
+        for bad in ("8080", "8080:", ":9000", "a:9000", "0:9000", "8080:65536", "1:2:3"):
+            self.assertRaises(argparse.ArgumentTypeError, parseRoute, bad)
 
     def test_requiredBinaries(self) -> None:
         """

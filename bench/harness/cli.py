@@ -128,7 +128,8 @@ def targetsFor(scenario: str, opts: argparse.Namespace) -> List[TargetSpec]:
     elif scenario == "tls":
         specs = [TargetSpec("nginx", "nginx"), TargetSpec("linkerpy", "linkerpy")]
     elif scenario == "tcp":
-        specs = [TargetSpec("direct", "origin"), TargetSpec("haproxy", "haproxy"), TargetSpec("linkerpy", "linkerpy")]
+        specs = [TargetSpec("direct", "origin"), TargetSpec("haproxy", "haproxy"), TargetSpec("twisted-pf", "twisted"),
+                 TargetSpec("twisted-pf-tuned", "twisted", tuned=True), TargetSpec("linkerpy", "linkerpy")]
     elif scenario == "memory":
         specs = [TargetSpec("nginx", "nginx"), TargetSpec("haproxy", "haproxy"),
                  TargetSpec("twisted-rp", "twisted"), TargetSpec("linkerpy", "linkerpy")]

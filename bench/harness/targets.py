@@ -51,12 +51,14 @@ class TargetSpec:
     @ivar kind: C{origin}, C{nginx}, C{haproxy}, C{twisted} or C{linkerpy}.
     @ivar runtime: C{cpython} or C{pypy} (Python targets only).
     @ivar workers: C{--workers N} for linkerpy, or L{None}.
+    @ivar tuned: run the Twisted forwarder on linkerpy's event-loop tuning.
     """
 
     name: str
     kind: str
     runtime: str = "cpython"
     workers: Optional[int] = None
+    tuned: bool = False
 
 
 @attrs.define
@@ -282,6 +284,15 @@ def startTcpTarget(ctx: Context, spec: TargetSpec, iperfPort: int, originPort: i
         ]
         text = configs.linkerpyTcp(ctx.ports.allocate(), routes)
         proc = _startLinkerpy(ctx, spec, text, httpPort, False, configs.ORIGIN_BODY)
+    elif spec.kind == "twisted":
+        python = ctx.pythons.get(spec.runtime)
+        if python is None:
+            raise Unavailable(f"no {spec.runtime} interpreter")
+        argv = [python, "-m", "bench.harness.portforward",
+                "--route", f"{iperfListen}:{iperfPort}", "--route", f"{httpPort}:{originPort}"]
+        if spec.tuned:
+            argv.append("--tuned")
+        proc = _startChecked(ctx, spec, argv, httpPort, env={"PYTHONPATH": ctx.repoRoot}, cwd=ctx.repoRoot)
     else:
         raise Unavailable(f"{spec.kind} has no TCP target here")
     return Running(spec, [proc], httpPort, ports={"iperf": iperfListen}, command=proc.argv)
