@@ -7,6 +7,7 @@ A/B comparison of linkerpy source trees by CPU time per request (not a test).
     python -m bench.ab A=/tmp/base B=. --runs 6 --duration 5 --connections 1
     python -m bench.ab B=. --python /tmp/pypyvenv-lead/bin/python --warmup 15
     python -m bench.ab B=. --profile 10                       # py-spy flat profile of B under load
+    python -m bench.ab A=/tmp/base B=. --tcp                  # TCP router, a new connection per request
 
 Each variant is a directory holding a C{linkerpy} package (a checkout or an
 exported commit: C{git archive HEAD | tar -x -C /tmp/base}).  The harness's
@@ -17,6 +18,11 @@ sitting, and the summary gives the median CPU microseconds per request of
 each variant (utime+stime of every process of the variant, divided by the
 requests wrk completed), which is steady while req/s follows whatever else
 the shared machine does.
+
+With C{--tcp} each variant runs the harness's C{protocol: tcp} router in
+front of the origin instead, and wrk sends C{Connection: close}: every
+request is one new client connection and one new origin connection through
+the router, so the figure is CPU microseconds per proxied connection.
 """
 
 from __future__ import annotations
@@ -54,9 +60,12 @@ def startVariant(
     manager: ProcessManager, ports: PortAllocator, work: str, name: str, root: str, args: argparse.Namespace, originPort: int
 ) -> Tuple[object, int]:
     port = ports.allocate()
-    disco = os.path.join(work, f"{name}-disco")
-    configs.writeFsNamer(disco, configs.SERVICE_NAME, originPort)
-    text = configs.linkerpyHttp(port, ports.allocate(), disco, args.tlsPair)
+    if args.tcp:
+        text = configs.linkerpyTcp(ports.allocate(), [configs.TcpRoute(port, "/svc/origin", originPort)])
+    else:
+        disco = os.path.join(work, f"{name}-disco")
+        configs.writeFsNamer(disco, configs.SERVICE_NAME, originPort)
+        text = configs.linkerpyHttp(port, ports.allocate(), disco, args.tlsPair)
     if args.workers:
         text += f"workers: {args.workers}\n"
     conf = os.path.join(work, f"{name}.yaml")
@@ -78,7 +87,7 @@ def measure(manager: ProcessManager, proc: object, port: int, seconds: float, ar
     scheme = "https" if args.tlsPair is not None else "http"
     result = runWrk(
         manager, f"{scheme}://127.0.0.1:{port}/", args.connections, seconds, script,
-        headers=[f"Host: {configs.SERVICE_NAME}"], cpus=args.client_cpus,
+        headers=[f"Host: {configs.SERVICE_NAME}"] + (["Connection: close"] if args.tcp else []), cpus=args.client_cpus,
     )
     after = cpuTicks(pids)
     cpu = cpuSeconds(before, after)
@@ -113,6 +122,7 @@ def main() -> None:
     p.add_argument("--proxy-cpus", default="0")
     p.add_argument("--client-cpus", default="1")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the linkerpy processes")
+    p.add_argument("--tcp", action="store_true", help="the TCP router, one new connection per request (CPU us per connection)")
     p.add_argument("--tls", action="store_true", help="terminate TLS on the router's server (HTTPS load)")
     p.add_argument("--twistd-args", default="", help="extra twistd options, e.g. '--profile=/tmp/p.out --profiler=cprofile --savestats'")
     p.add_argument("--during", default="", help="run this shell command ({pid} = the first variant's reactor process) during one load run, then SIGINT it")
