@@ -128,6 +128,8 @@ def main() -> None:
     p.add_argument("--during", default="", help="run this shell command ({pid} = the first variant's reactor process) during one load run, then SIGINT it")
     p.add_argument("--profile", type=float, default=0.0, help="py-spy the first variant for this many seconds under load")
     args = p.parse_args()
+    if args.tcp and args.tls:
+        p.error("--tcp and --tls cannot be combined (the TCP router passes bytes through)")
     variants = [v.split("=", 1) for v in args.variants]
     work = tempfile.mkdtemp(prefix="linkerpy-ab-")
     manager = ProcessManager(work)
