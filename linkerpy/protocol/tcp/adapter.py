@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from linkerpy.errors import ConnectionFailed, RequestTimeout, RoutingError, TLSOriginationFailed
+from linkerpy.net import setNoDelay
 from linkerpy.policy.entries import FoldedPolicy
 from linkerpy.protocol.tcp.config import DEFAULT_CONNECT_TIMEOUT_MS
 from linkerpy.protocol.tcp.splice import SpliceResult
@@ -104,9 +105,7 @@ class OriginProtocol(Protocol):
         self.readEnded = False
 
     def connectionMade(self) -> None:
-        from linkerpy.protocol.tcp.server import setSocketOptions
-
-        setSocketOptions(self.transport, True, False)
+        setNoDelay(self.transport)
         if self.attempt.creator is None:
             self.attempt.ready(self)
 

@@ -59,8 +59,6 @@ class TcpRouter(RouterBase):
                     server.idleTimeoutMs / 1000.0 if server.idleTimeoutMs else None,
                     server.handshakeTimeoutMs / 1000.0,
                     server.maxConnections,
-                    noDelay=server.socketOptions.noDelay if server.socketOptions is not None else True,
-                    keepAlive=server.socketOptions.keepAlive if server.socketOptions is not None else False,
                 )
             )
         self._service = RouterService(self)

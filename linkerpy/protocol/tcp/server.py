@@ -34,7 +34,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from linkerpy.errors import messageFor
-from linkerpy.net import peerString
+from linkerpy.net import peerString, setNoDelay
 from linkerpy.naming.dtab import Dtab
 from linkerpy.protocol.http.identifiers import Identified
 from linkerpy.protocol.tcp.clienthello import ClientHelloError, ClientHelloParser
@@ -118,11 +118,7 @@ class ServerSettings:
         idleTimeout: Optional[float],
         handshakeTimeout: float,
         maxConnections: Optional[int],
-        noDelay: bool = True,
-        keepAlive: bool = False,
     ) -> None:
-        self.noDelay = noDelay
-        self.keepAlive = keepAlive
         self.identifiers = identifiers
         self.readHello = readHello
         self.tls = tls
@@ -163,7 +159,9 @@ class TcpServerProtocol(Protocol):
             self.transport.abortConnection()
             return
         settings = self.settings
-        setSocketOptions(self.transport, settings.noDelay, settings.keepAlive)
+        # TCP_NODELAY unless the server's socketOptions (applied by the port to
+        # every accepted connection, with keepAlive) decided otherwise.
+        setNoDelay(self.transport)
         if settings.tls is not None or settings.readHello:
             self.state = _HANDSHAKE
             if settings.tls is None:
@@ -347,20 +345,6 @@ class TcpServerProtocol(Protocol):
         """
         if self.splice is None and self.state in (_NEW, _HANDSHAKE):
             self._close(clean=True)
-
-
-def setSocketOptions(transport: Any, noDelay: bool, keepAlive: bool) -> None:
-    """
-    Apply TCP_NODELAY and SO_KEEPALIVE to a connection (through a TLS
-    layer, to the TCP transport below it).
-    """
-    try:
-        if noDelay:
-            transport.setTcpNoDelay(True)
-        if keepAlive:
-            transport.setTcpKeepAlive(True)
-    except (AttributeError, OSError):
-        pass  # not a TCP transport (tests), or the socket is already gone
 
 
 class TcpServerFactory(Factory):
