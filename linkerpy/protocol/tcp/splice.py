@@ -202,7 +202,7 @@ class Splice:
                 t.bufferSize = SPLICE_BUFFER
         for chunk in pending:
             if chunk:
-                self._sent(chunk)
+                self._relayedUp(len(chunk))
                 up.write(chunk)
         down.registerProducer(up, True)
         if clientEnded:
@@ -213,26 +213,19 @@ class Splice:
         if self.idleTimeout:
             self._idleCall = self.clock.callLater(self.idleTimeout, self._checkIdle)
 
-    def _sent(self, data: bytes) -> None:
-        n = len(data)
-        self.sentBytes += n
-        for counter in self.upCounters:
-            counter.value += n
-
     # -- from the client side -------------------------------------------------------------
 
     def clientData(self, data: bytes) -> None:
-        n = len(data)
-        self.sentBytes += n
-        for counter in self.upCounters:
-            counter.value += n
-        self.lastActivity = self.clock.seconds()
+        self._relayedUp(len(data))
         self.origin.transport.write(data)
         if self.sentBytes >= self._bulkUpAt:
             self._bulkUpAt = float("inf")
             self._bulk(self.client.transport, self.origin.transport, self._relayedUp)
 
     def _relayedUp(self, n: int) -> None:
+        """
+        Count C{n} bytes relayed from the client to the origin.
+        """
         self.sentBytes += n
         for counter in self.upCounters:
             counter.value += n
@@ -271,17 +264,16 @@ class Splice:
     # -- from the origin side -------------------------------------------------------------
 
     def originData(self, data: bytes) -> None:
-        n = len(data)
-        self.receivedBytes += n
-        for counter in self.downCounters:
-            counter.value += n
-        self.lastActivity = self.clock.seconds()
+        self._relayedDown(len(data))
         self.client.transport.write(data)
         if self.receivedBytes >= self._bulkDownAt:
             self._bulkDownAt = float("inf")
             self._bulk(self.origin.transport, self.client.transport, self._relayedDown)
 
     def _relayedDown(self, n: int) -> None:
+        """
+        Count C{n} bytes relayed from the origin to the client.
+        """
         self.receivedBytes += n
         for counter in self.downCounters:
             counter.value += n
