@@ -53,7 +53,14 @@ from bench.harness.procs import (  # noqa: E402
     waitForHttp,
 )
 
-TWISTD = "from twisted.scripts.twistd import run; run()"
+#: The variant's process.  C{BENCH_WITHOUT} (a variant's C{@BENCH_WITHOUT=parse,stats}) takes parts
+#: of the work out first, for a lower bound (see C{bench/bounds.py}).
+TWISTD = (
+    "import os\n"
+    "if os.environ.get('BENCH_WITHOUT'):\n"
+    "    from bench.bounds import apply; apply(os.environ['BENCH_WITHOUT'])\n"
+    "from twisted.scripts.twistd import run; run()"
+)
 
 
 def startVariant(
@@ -73,7 +80,8 @@ def startVariant(
         f.write(text)
     argv = [args.python, "-c", TWISTD, "-n", "--pidfile=", *args.twistd_args.split(), "linkerpy", "-c", conf]
     root, *extra = root.split("@")
-    env = {"PYTHONPATH": os.path.abspath(root)}
+    # The variant's tree first; this checkout last, for bench.bounds.
+    env = {"PYTHONPATH": os.path.abspath(root) + os.pathsep + ROOT}
     env.update(dict(kv.split("=", 1) for kv in args.env + extra))
     proc = manager.start(name, argv, cpus=args.proxy_cpus, env=env, cwd=work)
     waitForHttp(port, configs.ORIGIN_BODY, 90.0, proc, tls=args.tlsPair is not None)

@@ -6,6 +6,7 @@ a test: it never fails because something is slow).
     python -m bench.inproc                       # CPU us per request, best of 5
     python -m bench.inproc --profile             # cProfile of one run, by own time
     python -m bench.inproc --config extra.yaml   # another router config (see CONFIG)
+    python -m bench.inproc --without parse,stats # a lower bound (see bench/bounds.py)
 
 A real C{Linker} (router, routing core, policy modules, pools, metrics) runs
 on a C{MemoryReactorClock}.  The downstream clients and the origin are
@@ -172,7 +173,12 @@ def main() -> None:
     p.add_argument("--config", help="a YAML file to use instead of CONFIG")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after start-up")
+    p.add_argument("--without", default="", help="take out parts of the work (parse, stats): a lower bound, see bench/bounds.py")
     args = p.parse_args()
+    if args.without:
+        from bench.bounds import apply
+
+        apply(args.without)
     text = CONFIG
     if args.config:
         with open(args.config) as f:
