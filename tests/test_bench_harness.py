@@ -33,6 +33,7 @@ from bench.harness.parsing import (
 from bench.harness.procs import busyShare, cpuList, cpuSeconds
 from bench.harness.scenarios import CaseData, wrkRunMetrics
 from bench.harness.stats import Summary, ratio, summarise
+from bench.harness.epollforward import Forwarder
 from bench.harness.portforward import parseRoute
 from bench.harness.targets import linkerpyArgv
 
@@ -632,7 +633,7 @@ class OptionTests(SynchronousTestCase):
         self.assertEqual(specs["linkerpy-w2"].workers, 2)
         self.assertEqual(specs["linkerpy-pypy"].runtime, "pypy")
         self.assertEqual([t.name for t in targetsFor("tcp", parseOptions([]))],
-                         ["direct", "haproxy", "twisted-pf", "twisted-pf-tuned", "linkerpy"])
+                         ["direct", "haproxy", "twisted-pf", "twisted-pf-tuned", "python-epoll", "linkerpy"])
         self.assertEqual([t.name for t in targetsFor("tls", parseOptions([]))], ["nginx", "linkerpy"])
 
     def test_portforwardRoutes(self) -> None:
@@ -667,3 +668,63 @@ class OptionTests(SynchronousTestCase):
         self.assertEqual(argv[3:], ["-n", "--pidfile=", "linkerpy", "-c", "/c.yaml"])
         custom = linkerpyArgv("{python} -m linkerpy.cli {config}", "/pypy", "/c.yaml", 2)
         self.assertEqual(custom, ["/pypy", "-m", "linkerpy.cli", "/c.yaml", "--workers", "2"])
+
+
+class EpollForwarderTests(SynchronousTestCase):
+    """
+    The plain-Python forwarder of the C{python-epoll} row relays both ways,
+    with back-pressure, and closes the pair when the target closes.
+    """
+
+    def test_relaysBothWaysAndCloses(self) -> None:
+        import socket
+        import threading
+
+        origin = socket.socket()
+        origin.bind(("127.0.0.1", 0))
+        origin.listen(1)
+        origin.settimeout(10)
+        self.addCleanup(origin.close)
+        forwarder = Forwarder()
+        port = forwarder.listen(0, origin.getsockname())
+        stop = threading.Event()
+        thread = threading.Thread(target=forwarder.run, args=(stop,), daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        self.addCleanup(stop.set)
+
+        request = b"q" * 100_000
+        reply = bytes(range(256)) * 20_000  # 5 MB, against a small client receive buffer
+        received: list = []
+
+        def serve() -> None:
+            conn, _ = origin.accept()
+            conn.settimeout(10)
+            with conn:
+                data = b""
+                while len(data) < len(request):
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                received.append(data)
+                conn.sendall(reply)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        self.addCleanup(server.join, 10)
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.settimeout(10)
+        self.addCleanup(client.close)
+        client.connect(("127.0.0.1", port))
+        client.sendall(request)
+        got = []
+        while True:
+            chunk = client.recv(65536)
+            if not chunk:
+                break
+            got.append(chunk)
+        self.assertEqual(received, [request])
+        self.assertEqual(len(b"".join(got)), len(reply))
+        self.assertEqual(b"".join(got), reply)

@@ -129,7 +129,8 @@ def targetsFor(scenario: str, opts: argparse.Namespace) -> List[TargetSpec]:
         specs = [TargetSpec("nginx", "nginx"), TargetSpec("linkerpy", "linkerpy")]
     elif scenario == "tcp":
         specs = [TargetSpec("direct", "origin"), TargetSpec("haproxy", "haproxy"), TargetSpec("twisted-pf", "twisted"),
-                 TargetSpec("twisted-pf-tuned", "twisted", tuned=True), TargetSpec("linkerpy", "linkerpy")]
+                 TargetSpec("twisted-pf-tuned", "twisted", tuned=True), TargetSpec("python-epoll", "python-epoll"),
+                 TargetSpec("linkerpy", "linkerpy")]
     elif scenario == "memory":
         specs = [TargetSpec("nginx", "nginx"), TargetSpec("haproxy", "haproxy"),
                  TargetSpec("twisted-rp", "twisted"), TargetSpec("linkerpy", "linkerpy")]

@@ -293,6 +293,10 @@ def startTcpTarget(ctx: Context, spec: TargetSpec, iperfPort: int, originPort: i
         if spec.tuned:
             argv.append("--tuned")
         proc = _startChecked(ctx, spec, argv, httpPort, env={"PYTHONPATH": ctx.repoRoot}, cwd=ctx.repoRoot)
+    elif spec.kind == "python-epoll":
+        argv = [ctx.pythons["cpython"], "-m", "bench.harness.epollforward",
+                "--route", f"{iperfListen}:{iperfPort}", "--route", f"{httpPort}:{originPort}"]
+        proc = _startChecked(ctx, spec, argv, httpPort, env={"PYTHONPATH": ctx.repoRoot}, cwd=ctx.repoRoot)
     else:
         raise Unavailable(f"{spec.kind} has no TCP target here")
     return Running(spec, [proc], httpPort, ports={"iperf": iperfListen}, command=proc.argv)
