@@ -48,7 +48,8 @@ class TargetSpec:
     One row of the results.
 
     @ivar name: unique row name (C{"nginx"}, C{"linkerpy-pypy"}).
-    @ivar kind: C{origin}, C{nginx}, C{haproxy}, C{twisted} or C{linkerpy}.
+    @ivar kind: C{origin}, C{nginx}, C{haproxy}, C{twisted}, C{python-epoll} (TCP only) or
+        C{linkerpy}.
     @ivar runtime: C{cpython} or C{pypy} (Python targets only).
     @ivar workers: C{--workers N} for linkerpy, or L{None}.
     @ivar tuned: run the Twisted forwarder on linkerpy's event-loop tuning.
@@ -265,6 +266,10 @@ def startHttpTarget(
     raise Unavailable(f"{spec.kind} has no {'TLS ' if tls else ''}HTTP target here")
 
 
+#: The reference TCP forwarders: target kind -> module (same C{--route} options).
+_FORWARDERS = {"twisted": "bench.harness.portforward", "python-epoll": "bench.harness.epollforward"}
+
+
 def startTcpTarget(ctx: Context, spec: TargetSpec, iperfPort: int, originPort: int) -> Running:
     """
     Start one TCP proxy with two routes: to the iperf3 server (throughput)
@@ -284,18 +289,14 @@ def startTcpTarget(ctx: Context, spec: TargetSpec, iperfPort: int, originPort: i
         ]
         text = configs.linkerpyTcp(ctx.ports.allocate(), routes)
         proc = _startLinkerpy(ctx, spec, text, httpPort, False, configs.ORIGIN_BODY)
-    elif spec.kind == "twisted":
+    elif spec.kind in _FORWARDERS:
         python = ctx.pythons.get(spec.runtime)
         if python is None:
             raise Unavailable(f"no {spec.runtime} interpreter")
-        argv = [python, "-m", "bench.harness.portforward",
+        argv = [python, "-m", _FORWARDERS[spec.kind],
                 "--route", f"{iperfListen}:{iperfPort}", "--route", f"{httpPort}:{originPort}"]
         if spec.tuned:
             argv.append("--tuned")
-        proc = _startChecked(ctx, spec, argv, httpPort, env={"PYTHONPATH": ctx.repoRoot}, cwd=ctx.repoRoot)
-    elif spec.kind == "python-epoll":
-        argv = [ctx.pythons["cpython"], "-m", "bench.harness.epollforward",
-                "--route", f"{iperfListen}:{iperfPort}", "--route", f"{httpPort}:{originPort}"]
         proc = _startChecked(ctx, spec, argv, httpPort, env={"PYTHONPATH": ctx.repoRoot}, cwd=ctx.repoRoot)
     else:
         raise Unavailable(f"{spec.kind} has no TCP target here")
